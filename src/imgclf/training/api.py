@@ -1,0 +1,298 @@
+"""``imgclf.train``: wires the build steps together (data -> splits -> recipe -> model -> trainer -> evaluation).
+
+Examples:
+    >>> result = imgclf.train(dataset="mnist", data_dir="../shared/data/mnist", epochs=1)  # doctest: +SKIP
+    >>> result.metrics["accuracy"]  # doctest: +SKIP
+    0.987
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgclf.config import Config, from_flat, load_config, read_yaml, save_config
+from imgclf.data import Dataset, Splits, dataset_family, load_dataset, make_splits, splits_from_ids
+from imgclf.data.loader import Augment
+from imgclf.errors import ImgclfError
+from imgclf.runs import environment, find_run, members, new_run_dir, read_json, slug, write_json
+from imgclf.training import recipes
+
+log = logging.getLogger("imgclf")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path  # the run folder (a group folder when several seeds were trained)
+    metrics: dict  # test metrics (mean and *_std over seeds for a group)
+
+
+def set_threads(threads: int | None) -> int:
+    """Use exactly ``threads`` CPU threads (default: every core) and one inter-op thread."""
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # can only be set once per process
+    return n
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up banners (accelerator, tips) out of the output; warnings still show."""
+    import lightning  # noqa: F401  (its import sets its loggers to INFO; lower them afterwards)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+
+
+# build steps -----------------------------------------------------------------------------------------------------
+
+def build_dataset(cfg: Config) -> Dataset:
+    ds = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, image_size=cfg.data.image_size,
+                      classes=cfg.data.classes, max_pixels=cfg.data.max_pixels, workers=cfg.data.workers,
+                      progress=cfg.train.progress)
+    for line in ds.skipped[:20]:
+        log.warning("skipped %s", line)
+    if len(ds.skipped) > 20:
+        log.warning("skipped %d more unreadable files", len(ds.skipped) - 20)
+    return ds
+
+
+def resolve_config(cfg: Config, ds: Dataset, splits: Splits, seed: int) -> dict[str, Any]:
+    """The flat config with every recipe value filled in (validated again as a Config)."""
+    flat = recipes.resolve(cfg.flat(), dataset_family(cfg.data.dataset), len(splits.train), ds.image_size)
+    flat["seed"], flat["seeds"] = seed, 1
+    from_flat(flat)  # type and range checks on the resolved values
+    return flat
+
+
+def build_model(hp: dict, ds: Dataset, mean: list[float], std: list[float]):
+    from imgclf.models.io import build_classifier
+
+    arch = {"model": hp["model"], "num_classes": len(ds.classes), "net_channels": ds.channels,
+            "width": hp.get("width"), "dropout": hp.get("dropout"), "mean": mean, "std": std,
+            "input_size": hp["image_size"]}
+    return build_classifier(arch), arch
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> list[float] | None:
+    """'balanced': n / (K * count) per class, as scikit-learn; classes absent from training get weight 0."""
+    if mode != "balanced":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.divide(len(labels), num_classes * counts, out=np.zeros_like(counts), where=counts > 0)
+    return weights.tolist()
+
+
+def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from imgclf.training.callbacks import EpochLog
+
+    has_val = hp["val_fraction"] > 0
+    monitor = ("val_loss" if hp["early_stop"] == "val_loss" else "val_acc") if has_val else None
+    mode = "min" if monitor == "val_loss" else "max"
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                                 save_last=True, save_top_k=1, enable_version_counter=False),
+                 EpochLog(run_dir / "metrics.csv", n_train, total_epochs=hp["epochs"], verbose=not _interactive(hp))]
+    if hp["early_stop"] != "none" and has_val:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=hp["patience"]))
+    if _interactive(hp):
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=False))
+    gpu = hp["accelerator"] == "gpu" or (hp["accelerator"] == "auto" and torch.cuda.is_available())
+    return L.Trainer(max_epochs=hp["epochs"], accelerator="gpu" if gpu else "cpu", devices=hp["devices"],
+                     precision="bf16-mixed" if gpu else "32-true", logger=False, callbacks=callbacks,
+                     enable_progress_bar=_interactive(hp), enable_model_summary=False, num_sanity_val_steps=0,
+                     use_distributed_sampler=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
+                     default_root_dir=run_dir)
+
+
+def _interactive(hp: dict) -> bool:
+    import sys
+
+    return bool(hp.get("progress")) and sys.stdout.isatty()
+
+
+# one run ------------------------------------------------------------------------------------------------------------
+
+def _run_info(hp: dict, ds: Dataset, splits: Splits) -> dict:
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "status": "running",
+            "seed": hp["seed"], "config": hp, "environment": environment(),
+            "dataset": {"spec": ds.name, "source": ds.source, "classes": ds.classes, "orig_classes": ds.orig_classes,
+                        "image_size": ds.image_size, "channels": ds.channels, "skipped": ds.skipped,
+                        "n_train": len(splits.train), "n_val": 0 if splits.val is None else len(splits.val),
+                        "n_test": len(splits.test)}}
+
+
+def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool = False) -> dict:
+    """Train one seed into ``run_dir`` (continuing from its last checkpoint if ``resume``) and evaluate it."""
+    import lightning as L
+
+    from imgclf.data.module import ImageDataModule
+    from imgclf.evaluation.evaluate import evaluate_run
+    from imgclf.models.io import save_model
+    from imgclf.training.module import ClassifierModule
+
+    if resume:
+        hp = {**read_yaml(run_dir / "config.yaml"), **_resume_overrides(cfg)}
+        splits = splits_from_ids(ds, read_json(run_dir / "split.json"))
+        info = read_json(run_dir / "run.json")
+    else:
+        splits = make_splits(ds, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
+        hp = resolve_config(cfg, ds, splits, seed)
+        info = _run_info(hp, ds, splits)
+        save_config(from_flat(hp), run_dir / "config.yaml")
+        write_json(run_dir / "split.json", splits.ids())
+        write_json(run_dir / "run.json", info)
+    L.seed_everything(seed, workers=False, verbose=False)
+    augment = Augment(flip=hp["flip"], translate=hp["translate"], cutout=hp["cutout"])
+    datamodule = ImageDataModule(splits, hp["batch_size"], augment, seed)
+    model, arch = build_model(hp, ds, datamodule.mean, datamodule.std)
+    if hasattr(model.net, "init_from_data") and not resume:
+        sample = splits.train.images[np.random.default_rng(seed).permutation(len(splits.train))[:5000]]
+        model.net.init_from_data(model.normalize(torch.from_numpy(np.ascontiguousarray(sample))))
+    steps = datamodule.steps_per_epoch()
+    module = ClassifierModule(model, hp, class_weights(splits.train.labels, len(ds.classes), hp["class_weight"]),
+                              steps)
+    trainer = build_trainer(hp, run_dir, len(splits.train), steps)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    except BaseException:
+        info["status"] = "interrupted"
+        write_json(run_dir / "run.json", info)
+        raise
+    elapsed = time.perf_counter() - start + (info.get("train_seconds") or 0.0 if resume else 0.0)
+    if trainer.interrupted:
+        info.update(status="interrupted", train_seconds=elapsed)
+        write_json(run_dir / "run.json", info)
+        raise ImgclfError(f"training interrupted; continue with: imgclf train --resume {run_dir}")
+    if trainer.global_rank != 0:
+        return {}
+    best = _load_best(trainer, module, run_dir)
+    meta = {"classes": ds.classes, "orig_classes": ds.orig_classes, "dataset": hp["dataset"],
+            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "run": run_dir.name}
+    save_model(run_dir / "model.pt", module.model, arch, meta)
+    info.update(status="finished", train_seconds=round(elapsed, 2), best_val_acc=best,
+                epochs_done=trainer.current_epoch, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_json(run_dir / "run.json", info)
+    return evaluate_run(run_dir, test_pool=splits.test)
+
+
+def _resume_overrides(cfg: Config) -> dict:
+    """Keys a resumed run may change: more epochs, and how it runs (threads, devices, progress)."""
+    flat, defaults = cfg.flat(), Config().flat()
+    allowed = ("epochs", "threads", "accelerator", "devices", "progress")
+    return {k: flat[k] for k in allowed if flat[k] != defaults[k]}
+
+
+def _load_best(trainer, module, run_dir: Path) -> float | None:
+    """Load the best checkpoint's weights into the module; returns its validation score."""
+    ckpt_cb = trainer.checkpoint_callback
+    path = Path(ckpt_cb.best_model_path) if ckpt_cb and ckpt_cb.best_model_path else None
+    if path is None or not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    score = ckpt_cb.best_model_score
+    return None if score is None else round(float(score), 6)
+
+
+def _preprocess_spec(hp: dict, ds: Dataset) -> dict:
+    from imgclf.data.images import PreprocessSpec
+
+    # built-in datasets are stored at their own size; new images are brought to that size, then the model
+    # resizes to its input size, exactly as the training data was fed
+    return PreprocessSpec(size=ds.image_size, channels=ds.channels, max_pixels=hp["max_pixels"]).to_dict()
+
+
+# entry point ------------------------------------------------------------------------------------------------------
+
+def train(config: str | Path | None = None, *, resume: str | Path | None = None, **overrides: Any) -> TrainResult:
+    """Train a classifier; keys are the same as the CLI options and the YAML config.
+
+    Args:
+        config: optional YAML file; ``overrides`` are applied on top of it.
+        resume: a run folder (or name under ``runs_dir``) to continue from its last checkpoint.
+        **overrides: any config key, e.g. ``dataset="cifar10", model="cnn3", epochs=5, seeds=3``.
+
+    Returns:
+        TrainResult with the run folder and its test metrics.
+    """
+    _quiet_lightning()
+    cfg = load_config(config, overrides)
+    set_threads(cfg.train.threads)
+    if resume is not None:
+        return _resume(resume, cfg, overrides)
+    ds = build_dataset(cfg)
+    default_name = f"{slug(cfg.data.dataset)}-{cfg.model.model or 'default'}"
+    run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name, default_name, cfg.train.overwrite)
+    if cfg.train.seeds == 1:
+        return TrainResult(run_dir, train_one(cfg, ds, run_dir, cfg.train.seed))
+    seeds = [cfg.train.seed + i for i in range(cfg.train.seeds)]
+    names = [f"seed-{s}" for s in seeds]
+    write_json(run_dir / "group.json", {"members": names, "config": cfg.flat(), "status": "running",
+                                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return TrainResult(run_dir, _train_group(cfg, ds, run_dir, seeds, resume=False))
+
+
+def _train_group(cfg: Config, ds: Dataset, run_dir: Path, seeds: list[int], resume: bool) -> dict:
+    from imgclf.evaluation.evaluate import summarize_group
+
+    results = []
+    for seed in seeds:
+        member = run_dir / f"seed-{seed}"
+        done = (member / "run.json").is_file() and read_json(member / "run.json").get("status") == "finished"
+        if resume and done:
+            results.append(read_json(member / "metrics.json"))
+            continue
+        started = (member / "run.json").is_file()
+        member.mkdir(exist_ok=True)
+        log.info("seed %d -> %s", seed, member)
+        results.append(train_one(cfg, ds, member, seed, resume=resume and started))
+    group = read_json(run_dir / "group.json")
+    group["status"] = "finished"
+    write_json(run_dir / "group.json", group)
+    return summarize_group(run_dir, results)
+
+
+def _resume(resume: str | Path, cfg: Config, overrides: dict) -> TrainResult:
+    run_dir = find_run(resume, cfg.train.runs_dir)
+    extra = set(overrides) - {"epochs", "threads", "accelerator", "devices", "progress", "runs_dir", "data_dir"}
+    if extra:
+        raise ImgclfError(f"--resume continues a run with its own config; cannot change: {', '.join(sorted(extra))}")
+    first = members(run_dir)[0] if (run_dir / "group.json").is_file() else run_dir
+    saved = read_yaml(first / "config.yaml") if (first / "config.yaml").is_file() else \
+        read_json(run_dir / "group.json")["config"]
+    base = load_config(overrides={k: v for k, v in saved.items()
+                                  if k in Config().flat() and k not in ("seeds",)})
+    base = base.replace(**{k: v for k, v in overrides.items() if k != "runs_dir"})
+    ds = build_dataset(base)
+    if (run_dir / "group.json").is_file():
+        group = read_json(run_dir / "group.json")
+        seeds = [int(m.split("-")[-1]) for m in group["members"]]
+        return TrainResult(run_dir, _train_group(base, ds, run_dir, seeds, resume=True))
+    info = read_json(run_dir / "run.json")
+    if info.get("status") == "finished" and "epochs" not in overrides:
+        raise ImgclfError(f"{run_dir} already finished; pass --epochs N (more than {info.get('epochs_done')}) "
+                          "to train it further")
+    return TrainResult(run_dir, train_one(base, ds, run_dir, int(info["seed"]), resume=True))

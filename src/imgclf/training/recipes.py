@@ -1,0 +1,64 @@
+"""Per-dataset default recipes: what ``imgclf train --dataset X`` uses for every key left unset.
+
+The recipe scales with the data: the number of epochs grows for small training sets so that every run sees
+a useful number of optimisation steps, and the batch shrinks so that small sets still get enough steps.
+The SGD values of ``resnet-fast`` are airbench94's (Keller Jordan, 2024) expressed for the batch-mean loss:
+lr = 11.5 per 1024 examples / (1 + 1 / (1 - momentum)), weight decay 0.0153 per 1024 examples / lr.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_AIRBENCH_LR_PER_EXAMPLE = 11.5 / (1024 * (1 + 1 / (1 - 0.85)))  # x batch size = peak lr for the mean loss
+
+
+def _epochs_for(n_train: int, target_images: int, lo: int, hi: int) -> int:
+    return int(min(hi, max(lo, math.ceil(target_images / max(n_train, 1)))))
+
+
+def dataset_recipe(family: str, n_train: int, image_size: int) -> dict[str, Any]:
+    """Data, model and schedule defaults for a dataset family and training-set size."""
+    if family in ("cifar10", "cifar100"):
+        big = n_train >= 20_000
+        return {"model": "resnet-fast", "batch_size": 1024 if big else 256, "flip": True, "translate": 2,
+                "cutout": 0, "tta": True, "epochs": _epochs_for(n_train, 185_000, 10 if family == "cifar10" else 15,
+                                                                   60)}
+    if family == "mnist":
+        return {"model": "resnet-fast", "width": 0.5, "batch_size": 256, "flip": False, "translate": 2, "cutout": 0,
+                "tta": False, "epochs": _epochs_for(n_train, 300_000, 5, 60)}
+    if family == "fashion-mnist":
+        return {"model": "resnet-fast", "width": 0.5, "batch_size": 256, "flip": True, "translate": 2, "cutout": 0,
+                "tta": True, "epochs": _epochs_for(n_train, 800_000, 10, 60)}
+    # your own photos (folder:, csv:)
+    return {"model": "resnet-fast", "batch_size": 128 if n_train >= 2000 else 64, "flip": True,
+            "translate": max(2, image_size // 16), "cutout": 0, "tta": True,
+            "epochs": _epochs_for(n_train, 40_000, 10, 60)}
+
+
+def optim_recipe(model: str, batch_size: int) -> dict[str, Any]:
+    """Optimiser defaults for a model: airbench's SGD for resnet-fast, AdamW with one-cycle for the others."""
+    if model == "resnet-fast":
+        return {"optimizer": "sgd", "lr": _AIRBENCH_LR_PER_EXAMPLE * batch_size, "momentum": 0.85,
+                "weight_decay": 0.0153 / 11.5, "schedule": "onecycle", "warmup": 0.23, "label_smoothing": 0.2,
+                "width": 1.0, "dropout": 0.0}
+    return {"optimizer": "adamw", "lr": 2e-3 * math.sqrt(batch_size / 256), "momentum": 0.9, "weight_decay": 0.05,
+            "schedule": "onecycle", "warmup": 0.2, "label_smoothing": 0.1, "width": None, "dropout": None}
+
+
+def resolve(flat: dict[str, Any], family: str, n_train: int, image_size: int) -> dict[str, Any]:
+    """Fill every None in a flat config from the dataset and model recipes (explicit values always win)."""
+    out = dict(flat)
+    data_recipe = dataset_recipe(family, n_train, image_size)
+    if out.get("model") not in (None, data_recipe["model"]):
+        data_recipe.pop("width", None)  # model-specific: the recipe's width is for its own model
+    for key, value in data_recipe.items():
+        if out.get(key) is None:
+            out[key] = value
+    for key, value in optim_recipe(out["model"], out["batch_size"]).items():
+        if out.get(key) is None:
+            out[key] = value
+    if out.get("image_size") is None:
+        out["image_size"] = image_size
+    return out
