@@ -227,9 +227,12 @@ def runs(runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; input errors (ImgclfError, bad options) print one line and return 2."""
-    import click
-
     from imgclf.errors import ImgclfError
+
+    try:  # typer >= 0.20 vendors its own click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older typer uses the click package
+        from click import exceptions as click
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see: imgclf {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as exc:
+    except click.Exit as exc:
         return exc.exit_code
     except click.Abort:
         print("aborted", file=sys.stderr)

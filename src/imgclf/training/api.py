@@ -60,6 +60,16 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
+def check_names(cfg: Config) -> None:
+    """Fail on a misspelt dataset or model before any data is read."""
+    dataset_family(cfg.data.dataset)
+    name = cfg.model.model
+    if name and not name.startswith("timm:"):
+        from imgclf.models import get_entry
+
+        get_entry(name)
+
+
 # build steps -----------------------------------------------------------------------------------------------------
 
 def build_dataset(cfg: Config) -> Dataset:
@@ -240,6 +250,7 @@ def train(config: str | Path | None = None, *, resume: str | Path | None = None,
     """
     _quiet_lightning()
     cfg = load_config(config, overrides)
+    check_names(cfg)
     set_threads(cfg.train.threads)
     if resume is not None:
         return _resume(resume, cfg, overrides)
