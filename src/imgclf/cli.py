@@ -248,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see: imgclf {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         return 2
-    except click.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

@@ -48,6 +48,15 @@ class ModelConfig:
     model: str | None = _opt(None, "registry name (imgclf models) or timm:NAME")
     width: float | None = _opt(None, "> 0, channel-width multiplier of from-scratch nets")
     dropout: float | None = _opt(None, "[0, 1), dropout before the classifier")
+    pretrained: bool = _opt(False, "start timm backbones from ImageNet weights (offline package or timm's download)")
+    weights: str | None = _opt(None, "local .pth/.safetensors weights for the backbone (air-gapped machines)")
+    transfer: str | None = _opt(None, "linear-probe | fine-tune | scratch; default: fine-tune when pretrained",
+                                ("linear-probe", "fine-tune", "scratch"))
+    freeze_epochs: int | None = _opt(None, ">= 0, fine-tune: epochs that train the head alone before unfreezing")
+    backbone_lr_scale: float | None = _opt(None, "> 0, fine-tune: backbone lr = lr x this")
+    layer_decay: float | None = _opt(None, "(0, 1], fine-tune: lr x this per layer below the top; 1 = off")
+    feature_cache: str = _opt("auto", "auto | memory | disk | off: cache frozen-backbone features",
+                              ("auto", "memory", "disk", "off"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,10 @@ class OptimConfig:
     warmup: float | None = _opt(None, "[0, 1), share of the steps spent warming the learning rate up")
     label_smoothing: float | None = _opt(None, "[0, 1), label smoothing of the cross-entropy")
     class_weight: str = _opt("none", "none | balanced (loss weights inverse to class frequency)", ("none", "balanced"))
+    mixup: float = _opt(0.0, ">= 0, mixup Beta(alpha, alpha); 0 = off")
+    cutmix: float = _opt(0.0, ">= 0, CutMix Beta(alpha, alpha); 0 = off (with mixup too: one of them per batch)")
+    ema: bool = _opt(False, "keep an exponential moving average of the weights and evaluate/deploy it")
+    ema_decay: float = _opt(0.999, "(0, 1), EMA decay per step")
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,12 @@ def _check_ranges(cfg: Config) -> None:
         ("label_smoothing", cfg.optim.label_smoothing is None or 0 <= cfg.optim.label_smoothing < 1, "[0, 1)"),
         ("dropout", cfg.model.dropout is None or 0 <= cfg.model.dropout < 1, "[0, 1)"),
         ("patience", cfg.train.patience >= 1, ">= 1"),
+        ("mixup", cfg.optim.mixup >= 0, ">= 0"),
+        ("cutmix", cfg.optim.cutmix >= 0, ">= 0"),
+        ("ema_decay", 0 < cfg.optim.ema_decay < 1, "(0, 1)"),
+        ("freeze_epochs", cfg.model.freeze_epochs is None or cfg.model.freeze_epochs >= 0, ">= 0"),
+        ("backbone_lr_scale", cfg.model.backbone_lr_scale is None or cfg.model.backbone_lr_scale > 0, "> 0"),
+        ("layer_decay", cfg.model.layer_decay is None or 0 < cfg.model.layer_decay <= 1, "(0, 1]"),
     ]
     for key, ok, expected in checks:
         if not ok:

@@ -28,7 +28,7 @@ def dataset_family(spec: str) -> str:
 
 def load_dataset(spec: str, data_dir: str | Path | None = None, image_size: int | None = None,
                  classes: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0,
-                 progress: bool = True, crop_fraction: float = 1.0) -> Dataset:
+                 progress: bool = True, crop_fraction: float = 1.0, resample: str = "bicubic") -> Dataset:
     """Load a dataset by spec: a built-in name, ``folder:PATH`` or ``csv:FILE``; then apply ``classes`` grouping.
 
     Examples:
@@ -44,7 +44,8 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, image_size: int 
         if not path:
             raise ImgclfError(f"dataset {spec!r}: give a path, e.g. {family}:path/to/photos")
         size = image_size or FOLDER_DEFAULT_SIZE
-        pspec = PreprocessSpec(size=size, channels=3, max_pixels=max_pixels, crop_fraction=crop_fraction)
+        pspec = PreprocessSpec(size=size, channels=3, max_pixels=max_pixels, crop_fraction=crop_fraction,
+                               resample=resample)
         loader = load_folder if family == "folder" else load_csv
         ds = loader(path, pspec, workers=workers, progress=progress)
     else:

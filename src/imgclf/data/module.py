@@ -11,6 +11,8 @@ from imgclf.data.loader import Augment, BatchLoader
 
 def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[float], list[float]]:
     """Per-channel mean and std in 0..1 units, from at most ``max_images`` evenly spaced images."""
+    if images.ndim != 4:  # feature vectors (cached linear probe): nothing to normalise
+        return [0.0], [1.0]
     step = max(1, len(images) // max_images)
     sample = np.asarray(images[::step], dtype=np.float32) / 255.0
     return sample.mean(axis=(0, 2, 3)).tolist(), (sample.std(axis=(0, 2, 3)) + 1e-6).tolist()

@@ -53,8 +53,12 @@ def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str], o
     return metrics
 
 
-def evaluate_run(run_dir: Path, data_dir: str | None = None, test_pool=None, progress: bool = True) -> dict:
-    """Evaluate one single-seed run on its recorded test split (reloading the data unless given)."""
+def evaluate_run(run_dir: Path, data_dir: str | None = None, test_pool=None, progress: bool = True,
+                 probs: np.ndarray | None = None) -> dict:
+    """Evaluate one single-seed run on its recorded test split (reloading the data unless given).
+
+    ``probs`` may carry test probabilities already computed (e.g. from cached features) for ``test_pool``.
+    """
     from imgclf.config import read_yaml
     from imgclf.data import load_dataset, splits_from_ids
     from imgclf.models.io import load_model
@@ -68,9 +72,11 @@ def evaluate_run(run_dir: Path, data_dir: str | None = None, test_pool=None, pro
     if test_pool is None:
         ds = load_dataset(cfg["dataset"], data_dir=data_dir or cfg.get("data_dir"), image_size=cfg["image_size"],
                           classes=cfg.get("classes"), max_pixels=cfg["max_pixels"], workers=cfg["workers"],
-                          progress=progress, crop_fraction=meta["preprocess"].get("crop_fraction", 1.0))
+                          progress=progress, crop_fraction=meta["preprocess"].get("crop_fraction", 1.0),
+                          resample=meta["preprocess"].get("resample", "bicubic"))
         test_pool = splits_from_ids(ds, read_json(run_dir / "split.json")).test
-    probs = predict_probs(model, test_pool.images, tta=tta_level(cfg))
+    if probs is None:
+        probs = predict_probs(model, test_pool.images, tta=tta_level(cfg))
     extra = {"train_seconds": info.get("train_seconds"), "best_val_acc": info.get("best_val_acc"),
              "epochs": info.get("epochs_done"), "tta": tta_level(cfg), "model": cfg["model"], "dataset": cfg["dataset"]}
     return evaluate_arrays(probs, test_pool.labels, meta["classes"], run_dir, extra, test_pool.ids,

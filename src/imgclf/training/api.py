@@ -72,10 +72,25 @@ def check_names(cfg: Config) -> None:
 
 # build steps -----------------------------------------------------------------------------------------------------
 
-def build_dataset(cfg: Config) -> Dataset:
-    ds = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, image_size=cfg.data.image_size,
+def model_preprocessing(cfg: Config) -> dict[str, Any]:
+    """What the model dictates about its input: size, crop, interpolation and (pretrained) mean/std."""
+    name = cfg.model.model or ""
+    if name.startswith("timm:"):
+        from imgclf.models.timm_backbone import timm_data_config
+
+        tc = timm_data_config(name[5:])
+        pretrained = cfg.model.pretrained or cfg.model.weights
+        return {"image_size": cfg.data.image_size or tc["input_size"], "crop_fraction": tc["crop_fraction"],
+                "resample": tc["interpolation"] if tc["interpolation"] in ("bilinear", "bicubic") else "bicubic",
+                "mean": tc["mean"] if pretrained else None, "std": tc["std"] if pretrained else None}
+    return {"image_size": cfg.data.image_size, "crop_fraction": 1.0, "resample": "bicubic", "mean": None, "std": None}
+
+
+def build_dataset(cfg: Config, prep: dict[str, Any] | None = None) -> Dataset:
+    prep = prep or model_preprocessing(cfg)
+    ds = load_dataset(cfg.data.dataset, data_dir=cfg.data.data_dir, image_size=prep["image_size"],
                       classes=cfg.data.classes, max_pixels=cfg.data.max_pixels, workers=cfg.data.workers,
-                      progress=cfg.train.progress)
+                      progress=cfg.train.progress, crop_fraction=prep["crop_fraction"], resample=prep["resample"])
     for line in ds.skipped[:20]:
         log.warning("skipped %s", line)
     if len(ds.skipped) > 20:
@@ -85,19 +100,31 @@ def build_dataset(cfg: Config) -> Dataset:
 
 def resolve_config(cfg: Config, ds: Dataset, splits: Splits, seed: int) -> dict[str, Any]:
     """The flat config with every recipe value filled in (validated again as a Config)."""
-    flat = recipes.resolve(cfg.flat(), dataset_family(cfg.data.dataset), len(splits.train), ds.image_size)
+    flat = cfg.flat()
+    flat["image_size"] = model_preprocessing(cfg)["image_size"] or flat["image_size"]
+    flat = recipes.resolve(flat, dataset_family(cfg.data.dataset), len(splits.train), ds.image_size)
     flat["seed"], flat["seeds"] = seed, 1
     from_flat(flat)  # type and range checks on the resolved values
     return flat
 
 
 def build_model(hp: dict, ds: Dataset, mean: list[float], std: list[float]):
+    """The ImageClassifier and its ``arch`` record; timm backbones get their pretrained weights and statistics."""
     from imgclf.models.io import build_classifier
 
-    arch = {"model": hp["model"], "num_classes": len(ds.classes), "net_channels": ds.channels,
-            "width": hp.get("width"), "dropout": hp.get("dropout"), "mean": mean, "std": std,
-            "input_size": hp["image_size"]}
-    return build_classifier(arch), arch
+    timm_model = hp["model"].startswith("timm:")
+    prep = model_preprocessing(from_flat(hp)) if timm_model else {}
+    arch = {"model": hp["model"], "num_classes": len(ds.classes), "net_channels": 3 if timm_model else ds.channels,
+            "width": hp.get("width"), "dropout": hp.get("dropout"), "mean": prep.get("mean") or mean,
+            "std": prep.get("std") or std, "input_size": hp["image_size"]}
+    if not timm_model:
+        return build_classifier(arch), arch
+    from imgclf.models import ImageClassifier, create_model
+
+    net = create_model(hp["model"], num_classes=len(ds.classes), in_channels=3, dropout=hp.get("dropout"),
+                       pretrained=hp["pretrained"] and hp["transfer"] != "scratch",
+                       weights=hp["weights"] if hp["transfer"] != "scratch" else None)
+    return ImageClassifier(net, arch["mean"], arch["std"], arch["input_size"], 3), arch
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> list[float] | None:
@@ -123,6 +150,10 @@ def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
                  EpochLog(run_dir / "metrics.csv", n_train, total_epochs=hp["epochs"], verbose=not _interactive(hp))]
     if hp["early_stop"] != "none" and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=hp["patience"]))
+    if hp.get("ema"):
+        from imgclf.training.callbacks import EMA
+
+        callbacks.append(EMA(hp["ema_decay"]))
     if _interactive(hp):
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -179,9 +210,13 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
     if hasattr(model.net, "init_from_data") and not resume:
         sample = splits.train.images[np.random.default_rng(seed).permutation(len(splits.train))[:5000]]
         model.net.init_from_data(model.normalize(torch.from_numpy(np.ascontiguousarray(sample))))
+    meta = {"classes": ds.classes, "orig_classes": ds.orig_classes, "dataset": hp["dataset"],
+            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "run": run_dir.name}
+    if _cached_probe(hp):
+        return _train_linear_probe(hp, ds, splits, model, arch, meta, info, run_dir, seed, resume)
     steps = datamodule.steps_per_epoch()
-    module = ClassifierModule(model, hp, class_weights(splits.train.labels, len(ds.classes), hp["class_weight"]),
-                              steps)
+    weights = class_weights(splits.train.labels, len(ds.classes), hp["class_weight"])
+    module = ClassifierModule(model, hp, weights, steps, len(ds.classes))
     trainer = build_trainer(hp, run_dir, len(splits.train), steps)
     last = run_dir / "checkpoints" / "last.ckpt"
     start = time.perf_counter()
@@ -198,14 +233,58 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
         raise ImgclfError(f"training interrupted; continue with: imgclf train --resume {run_dir}")
     if trainer.global_rank != 0:
         return {}
-    best = _load_best(trainer, module, run_dir)
-    meta = {"classes": ds.classes, "orig_classes": ds.orig_classes, "dataset": hp["dataset"],
-            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "run": run_dir.name}
+    best = _load_best(trainer, module, run_dir) if not hp["ema"] else _val_score(trainer)
     save_model(run_dir / "model.pt", module.model, arch, meta)
     info.update(status="finished", train_seconds=round(elapsed, 2), best_val_acc=best,
                 epochs_done=trainer.current_epoch, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_json(run_dir / "run.json", info)
     return evaluate_run(run_dir, test_pool=splits.test)
+
+
+def _cached_probe(hp: dict) -> bool:
+    """A linear probe without pixel augmentation trains its head on cached features."""
+    return (hp["transfer"] == "linear-probe" and hp["feature_cache"] != "off" and hp["translate"] == 0
+            and hp["cutout"] == 0 and hp["mixup"] == 0 and hp["cutmix"] == 0 and hp["devices"] == 1)
+
+
+def _train_linear_probe(hp, ds, splits, model, arch, meta, info, run_dir, seed, resume) -> dict:
+    """Features once (cached), then the head alone trained on them with the same Lightning loop."""
+    import lightning as L
+
+    from imgclf.data.module import ImageDataModule
+    from imgclf.evaluation.evaluate import evaluate_run
+    from imgclf.models.io import save_model
+    from imgclf.training import features
+    from imgclf.training.module import ClassifierModule
+
+    start = time.perf_counter()
+    feats = features.split_features(model, hp, splits, run_dir, progress=hp["progress"])
+    extract_seconds = time.perf_counter() - start
+    fsplits = features.feature_splits(feats, splits)
+    head = features.head_of(model)
+    datamodule = ImageDataModule(fsplits, hp["batch_size"], Augment(), seed)
+    steps = datamodule.steps_per_epoch()
+    weights = class_weights(fsplits.train.labels, len(ds.classes), hp["class_weight"])
+    module = ClassifierModule(head, {**hp, "transfer": "scratch"}, weights, steps, len(ds.classes))
+    trainer = build_trainer(hp, run_dir, len(fsplits.train), steps)
+    L.seed_everything(seed, workers=False, verbose=False)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    best = _load_best(trainer, module, run_dir) if not hp["ema"] else _val_score(trainer)
+    elapsed = time.perf_counter() - start
+    save_model(run_dir / "model.pt", model, arch, meta)
+    info.update(status="finished", train_seconds=round(elapsed, 2), best_val_acc=best,
+                epochs_done=trainer.current_epoch, feature_seconds=round(extract_seconds, 2),
+                feature_images_per_s=round(sum(len(v) for v in feats.values()) / max(extract_seconds, 1e-9), 1),
+                finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_json(run_dir / "run.json", info)
+    probs = features.test_probs(head, feats, tta=bool(hp["tta"]))
+    return evaluate_run(run_dir, test_pool=splits.test, probs=probs)
+
+
+def _val_score(trainer) -> float | None:
+    value = trainer.callback_metrics.get("val_acc")
+    return None if value is None else round(float(value), 6)
 
 
 def _resume_overrides(cfg: Config) -> dict:
@@ -232,7 +311,10 @@ def _preprocess_spec(hp: dict, ds: Dataset) -> dict:
 
     # built-in datasets are stored at their own size; new images are brought to that size, then the model
     # resizes to its input size, exactly as the training data was fed
-    return PreprocessSpec(size=ds.image_size, channels=ds.channels, max_pixels=hp["max_pixels"]).to_dict()
+    files = dataset_family(hp["dataset"]) in ("folder", "csv")
+    prep = model_preprocessing(from_flat(hp)) if files else {"crop_fraction": 1.0, "resample": "bicubic"}
+    return PreprocessSpec(size=ds.image_size, channels=ds.channels, max_pixels=hp["max_pixels"],
+                          crop_fraction=prep["crop_fraction"], resample=prep["resample"]).to_dict()
 
 
 # entry point ------------------------------------------------------------------------------------------------------

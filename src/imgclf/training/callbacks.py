@@ -55,3 +55,47 @@ class EpochLog(L.Callback):
                   f"acc {row['train_acc']:.4f}  val_loss {row['val_loss'] or float('nan'):.4f}  "
                   f"val_acc {row['val_acc'] or float('nan'):.4f}  {seconds:.1f}s  {row['images_per_s']:.0f} img/s",
                   flush=True)
+
+
+class EMA(L.Callback):
+    """Exponential moving average of the weights: validated each epoch, and the weights kept at the end."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.ema = None
+        self._backup = None
+        self._pending_state = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.ema = AveragedModel(pl_module.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+        if self._pending_state is not None:
+            self.ema.load_state_dict(self._pending_state)
+            self._pending_state = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ema.update_parameters(pl_module.model)
+
+    def _swap_in(self, pl_module) -> None:
+        self._backup = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+        pl_module.model.load_state_dict(self.ema.module.state_dict())
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if self.ema is not None and not trainer.sanity_checking:
+            self._swap_in(pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._backup is not None:
+            pl_module.model.load_state_dict(self._backup)
+            self._backup = None
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.ema is not None:
+            pl_module.model.load_state_dict(self.ema.module.state_dict())
+
+    def state_dict(self) -> dict:
+        return {} if self.ema is None else {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending_state = state_dict.get("ema")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgclf.models import ImageClassifier
+from imgclf.training.mixing import mix_batch
 
 
 def lr_factor(step: int, total: int, schedule: str, warmup: float) -> float:
@@ -40,15 +41,19 @@ class ClassifierModule(L.LightningModule):
         steps_per_epoch: optimisation steps in one epoch, for the schedule.
     """
 
-    def __init__(self, model: ImageClassifier, hp: dict, class_weights: list[float] | None, steps_per_epoch: int):
+    def __init__(self, model: ImageClassifier | nn.Module, hp: dict, class_weights: list[float] | None,
+                 steps_per_epoch: int, num_classes: int):
         super().__init__()
         self.model = model
+        self._num_classes = num_classes
         self.hp = hp
         self.steps_per_epoch = steps_per_epoch
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         self._t0 = None
         self._seen = 0
+        self._frozen = False
+        self._mix_gen = torch.Generator().manual_seed(int(hp.get("seed", 0)) + 12_345)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -56,18 +61,55 @@ class ClassifierModule(L.LightningModule):
     def loss(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
         return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=smoothing)
 
+    # transfer learning: a frozen backbone keeps its batch-norm statistics (eval mode) --------------------------
+    def backbone_frozen(self, epoch: int) -> bool:
+        mode = self.hp.get("transfer")
+        return mode == "linear-probe" or (mode == "fine-tune" and epoch < (self.hp.get("freeze_epochs") or 0))
+
+    def set_frozen(self, frozen: bool) -> None:
+        net = getattr(self.model, "net", None)
+        if net is None or not hasattr(net, "get_classifier"):
+            return
+        head = {id(p) for p in net.get_classifier().parameters()}
+        for p in net.parameters():
+            if id(p) not in head:
+                p.requires_grad_(not frozen)
+        self._frozen = frozen
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        net = getattr(self.model, "net", None)
+        if mode and self._frozen and net is not None:
+            for m in net.modules():
+                if isinstance(m, nn.modules.batchnorm._NormBase):
+                    m.eval()
+        return self
+
     # training ----------------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        net = self.model.net
-        if hasattr(net, "whiten") and net.whiten.bias is not None:
+        net = getattr(self.model, "net", None)
+        if net is not None and hasattr(net, "whiten") and net.whiten.bias is not None:
             # airbench: the whitening bias trains for the first ~30 % of epochs, then stays fixed
             net.whiten.bias.requires_grad_(self.current_epoch < math.ceil(0.3 * self.hp["epochs"]))
+        if self.hp.get("transfer") in ("linear-probe", "fine-tune"):
+            self.set_frozen(self.backbone_frozen(self.current_epoch))
         self._t0, self._seen = time.perf_counter(), 0
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.model(x)
-        loss = self.loss(logits, y, self.hp["label_smoothing"])
+        hp = self.hp
+        if hp.get("mixup", 0) > 0 or hp.get("cutmix", 0) > 0:
+            x, targets = mix_batch(x, y, self.num_classes, hp["mixup"], hp["cutmix"], hp["label_smoothing"],
+                                   self._mix_gen)
+            logits = self.model(x)
+            loss = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1)
+            if self.class_weights is not None:
+                loss = loss * (targets @ self.class_weights)
+            loss = loss.mean()
+        else:
+            logits = self.model(x)
+            loss = self.loss(logits, y, hp["label_smoothing"])
         self._seen += len(y)
         rate = self._seen / max(time.perf_counter() - self._t0, 1e-9)
         acc = (logits.argmax(1) == y).float().mean()
@@ -97,9 +139,14 @@ class ClassifierModule(L.LightningModule):
         self._eval_step(batch, "test")
 
     # optimiser -----------------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
     def configure_optimizers(self):
         hp = self.hp
-        groups = param_groups(self.model.net, hp)
+        net = getattr(self.model, "net", self.model)
+        groups = transfer_param_groups(net, hp) if hp.get("transfer") == "fine-tune" else param_groups(net, hp)
         if hp["optimizer"] == "sgd":
             opt = torch.optim.SGD(groups, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["momentum"] > 0)
         else:
@@ -132,3 +179,25 @@ def param_groups(net: nn.Module, hp: dict) -> list[dict]:
     else:
         groups[1]["params"] += norm_bias
     return [g for g in groups if g["params"]]
+
+
+def transfer_param_groups(net: nn.Module, hp: dict) -> list[dict]:
+    """Fine-tuning: the head at lr; the backbone at lr x backbone_lr_scale, x layer_decay per layer below the top."""
+    from timm.optim import param_groups_layer_decay
+
+    head = {id(p) for p in net.get_classifier().parameters()}
+    decay = hp.get("layer_decay") or 1.0
+    groups = param_groups_layer_decay(net, weight_decay=hp["weight_decay"], layer_decay=decay) if decay < 1 else \
+        [{"params": [p for p in net.parameters() if p.ndim > 1], "weight_decay": hp["weight_decay"]},
+         {"params": [p for p in net.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    out = []
+    for g in groups:
+        scale = g.pop("lr_scale", 1.0)
+        params = list(g.pop("params"))
+        heads = [p for p in params if id(p) in head]
+        body = [p for p in params if id(p) not in head]
+        if heads:
+            out.append({**g, "params": heads, "lr": hp["lr"]})
+        if body:
+            out.append({**g, "params": body, "lr": hp["lr"] * hp["backbone_lr_scale"] * scale})
+    return out

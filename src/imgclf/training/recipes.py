@@ -47,15 +47,43 @@ def optim_recipe(model: str, batch_size: int) -> dict[str, Any]:
             "schedule": "onecycle", "warmup": 0.2, "label_smoothing": 0.1, "width": None, "dropout": None}
 
 
+def transfer_recipe(flat: dict[str, Any]) -> dict[str, Any]:
+    """timm backbones: fine-tune when pretrained (head first for an epoch), else train from scratch.
+
+    A linear probe turns the data augmentation off so that frozen features can be cached (flips stay on: the
+    mirrored view of each image is cached too).
+    """
+    transfer = flat.get("transfer") or ("fine-tune" if flat.get("pretrained") or flat.get("weights") else "scratch")
+    common = {"transfer": transfer, "optimizer": "adamw", "momentum": 0.9, "label_smoothing": 0.1,
+              "schedule": "cosine", "width": None}
+    if transfer == "linear-probe":
+        return {**common, "translate": 0, "cutout": 0, "epochs": 30, "batch_size": 256, "lr": 1e-3,
+                "weight_decay": 1e-4, "warmup": 0.05, "freeze_epochs": 0, "backbone_lr_scale": 1.0,
+                "layer_decay": 1.0}
+    if transfer == "fine-tune":
+        return {**common, "epochs": 8, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup": 0.1,
+                "freeze_epochs": 1, "backbone_lr_scale": 0.1, "layer_decay": 1.0}
+    return {**common, "epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup": 0.1,
+            "freeze_epochs": 0, "backbone_lr_scale": 1.0, "layer_decay": 1.0}
+
+
 def resolve(flat: dict[str, Any], family: str, n_train: int, image_size: int) -> dict[str, Any]:
-    """Fill every None in a flat config from the dataset and model recipes (explicit values always win)."""
+    """Fill every None in a flat config from the recipes (explicit values always win).
+
+    Precedence: explicit value > transfer recipe (timm backbones) > dataset recipe > optimiser recipe.
+    """
     out = dict(flat)
     data_recipe = dataset_recipe(family, n_train, image_size)
-    if out.get("model") not in (None, data_recipe["model"]):
+    model = out.get("model") or data_recipe["model"]
+    if model != data_recipe["model"]:
         data_recipe.pop("width", None)  # model-specific: the recipe's width is for its own model
-    for key, value in data_recipe.items():
-        if out.get(key) is None:
-            out[key] = value
+    layers = [transfer_recipe(out)] if model.startswith("timm:") else \
+        [{"transfer": "scratch", "freeze_epochs": 0, "backbone_lr_scale": 1.0, "layer_decay": 1.0}]
+    layers.append(data_recipe)
+    for layer in layers:
+        for key, value in layer.items():
+            if out.get(key) is None:
+                out[key] = value
     for key, value in optim_recipe(out["model"], out["batch_size"]).items():
         if out.get(key) is None:
             out[key] = value
