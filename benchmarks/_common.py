@@ -44,8 +44,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def mean_std(values: list[float]) -> dict:
-    return {"mean": round(statistics.mean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "runs": [round(v, 4) for v in values]}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.mean(values), 4), "std": round(std, 4), "runs": [round(v, 4) for v in values]}
 
 
 def run_seeds(label: str, seeds: int, **overrides) -> dict:

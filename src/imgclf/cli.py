@@ -65,7 +65,7 @@ def _fmt(value: Any) -> str:
 # datasets / models ----------------------------------------------------------------------------------------------
 
 @app.command()
-def datasets(data_dir: Annotated[Optional[str], typer.Option(help="also look in this folder")] = None) -> None:
+def datasets(data_dir: Annotated[str | None, typer.Option(help="also look in this folder")] = None) -> None:
     """List the datasets imgclf knows, where it looks for them, and whether a local copy is present."""
     from imgclf.data import list_datasets
 
@@ -78,8 +78,13 @@ def datasets(data_dir: Annotated[Optional[str], typer.Option(help="also look in 
 
 
 @app.command()
-def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False) -> None:
+def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+           pretrained: Annotated[bool, typer.Option("--pretrained", help="list pretrained timm backbones")] = False,
+           ) -> None:
     """List the model registry: name, parameters and FLOPs at the default input size."""
+    if pretrained:
+        _pretrained_models(json_out)
+        return
     from imgclf.models import model_table
 
     rows = model_table()
@@ -94,18 +99,37 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="print JSON lin
     print("also: any timm backbone as timm:NAME (e.g. timm:resnet50)")
 
 
+def _pretrained_models(json_out: bool) -> None:
+    import timm
+
+    from imgclf.models.pretrained import FEATURED, pretrained_source
+    from imgclf.models.timm_backbone import timm_data_config
+
+    rows = []
+    for name in FEATURED:
+        tc = timm_data_config(name)
+        rows.append({"name": f"timm:{name}", "input": f"{tc['input_size']} px", "source": pretrained_source(name)})
+    if json_out:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    _table(rows, [("name", "backbone"), ("input", "input"), ("source", "weights come from")])
+    print(f"any of timm's {len(timm.list_pretrained())} pretrained models works as timm:NAME with --pretrained "
+          "(online) or --weights FILE (offline)")
+
+
 # train ----------------------------------------------------------------------------------------------------------
 
 def _train_command():
     """Build ``train`` with one option per config key, so the CLI, YAML and Python never drift apart."""
     params = [
         inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[list[str]], typer.Argument(help="key=value overrides",
+                          annotation=Annotated[list[str] | None, typer.Argument(help="key=value overrides",
                                                                                    show_default=False)]),
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[Path], typer.Option(help="YAML config file")]),
+                          annotation=Annotated[Path | None, typer.Option(help="YAML config file")]),
         inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[str], typer.Option(
+                          annotation=Annotated[str | None, typer.Option(
                               help="continue a stopped run (folder or name) from its last checkpoint")]),
     ]
     for key, tp, _default, help_text, _choices in fields_info():
@@ -157,7 +181,7 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
 
 @app.command()
 def evaluate(run: Annotated[str, typer.Argument(help="run folder or name")],
-             data_dir: Annotated[Optional[str], typer.Option(help="where the dataset files are")] = None,
+             data_dir: Annotated[str | None, typer.Option(help="where the dataset files are")] = None,
              runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs") -> None:
     """Evaluate a run on its recorded test split; writes metrics.json, per_class.csv, confusion_matrix.png."""
     from imgclf.evaluation.evaluate import evaluate as run_evaluate
@@ -172,9 +196,9 @@ def predict(source: Annotated[str, typer.Argument(help="run folder, run name or 
             images: Annotated[list[str], typer.Argument(help="image files or folders")],
             top_k: Annotated[int, typer.Option(help="labels to show per image")] = 3,
             json_out: Annotated[bool, typer.Option("--json", help="print one JSON line per image")] = False,
-            tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="mirror test-time augmentation")] = None,
+            tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="mirror test-time augmentation")] = None,
             batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
-            max_pixels: Annotated[Optional[int], typer.Option(help="reject larger images")] = None,
+            max_pixels: Annotated[int | None, typer.Option(help="reject larger images")] = None,
             glob: Annotated[str, typer.Option(help="file pattern inside folders")] = "*",
             runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs") -> None:
     """Predict the class of new images; unreadable files are reported one per line and the rest go on."""

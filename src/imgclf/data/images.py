@@ -115,7 +115,8 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def resize_center_crop(img: Image.Image, size: int, crop_fraction: float = 1.0, resample: str = "bicubic") -> Image.Image:
+def resize_center_crop(img: Image.Image, size: int, crop_fraction: float = 1.0,
+                       resample: str = "bicubic") -> Image.Image:
     """Resize so the shortest side is ``size / crop_fraction``, then take the centred ``size`` square."""
     w, h = img.size
     scaled = size / crop_fraction

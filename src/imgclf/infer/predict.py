@@ -59,7 +59,10 @@ class Predictor:
         spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.spec = spec if max_pixels is None else PreprocessSpec(**{**spec.to_dict(), "max_pixels": max_pixels})
         flip_ok = self.meta.get("flip", True)
-        self.tta_level = (2 if self.meta.get("tta") and flip_ok else 0) if tta is None else (1 if tta and flip_ok else 0)
+        if tta is None:  # what the run was evaluated with
+            self.tta_level = 2 if self.meta.get("tta") and flip_ok else 0
+        else:
+            self.tta_level = 1 if tta and flip_ok else 0
         self.batch_size = batch_size
 
     def preprocess(self, item: ImageInput, name: str | None = None) -> np.ndarray:

@@ -116,7 +116,8 @@ class ResNetFast(nn.Module):
         patches = x.float().unfold(2, kh, 1).unfold(3, kw, 1).transpose(1, 3).reshape(-1, c * kh * kw)
         cov = patches.T @ patches / len(patches)
         eigenvalues, eigenvectors = torch.linalg.eigh(cov)
-        vectors = eigenvectors.T.reshape(-1, c, kh, kw).flip(0) / torch.sqrt(eigenvalues.flip(0) + eps).view(-1, 1, 1, 1)
+        scale = torch.sqrt(eigenvalues.flip(0) + eps).view(-1, 1, 1, 1)
+        vectors = eigenvectors.T.reshape(-1, c, kh, kw).flip(0) / scale
         self.whiten.weight.copy_(torch.cat([vectors, -vectors]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

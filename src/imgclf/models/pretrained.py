@@ -81,7 +81,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def match_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """Map the file's tensors onto ``net``'s keys: by name when every key is found, else by order with shapes checked."""
+    """Map the file's tensors onto ``net``'s keys: by name when all are found, else by order with shapes checked."""
     target = net.state_dict()
     if set(target) <= set(state):
         for key, tensor in target.items():

@@ -8,6 +8,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -40,10 +41,8 @@ def set_threads(threads: int | None) -> int:
     """Use exactly ``threads`` CPU threads (default: every core) and one inter-op thread."""
     n = threads or os.cpu_count() or 1
     torch.set_num_threads(n)
-    try:
+    with contextlib.suppress(RuntimeError):  # can only be set once per process
         torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass  # can only be set once per process
     return n
 
 
