@@ -279,7 +279,7 @@ def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     tmp = Path(tmp_name)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             _copy_with_progress(response, out, total, dest.name, progress)
         if md5 is not None and (got := md5sum(tmp)) != md5:
