@@ -153,8 +153,9 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
 
     if resume:
         hp = {**read_yaml(run_dir / "config.yaml"), **_resume_overrides(cfg)}
+        save_config(from_flat(hp), run_dir / "config.yaml")  # the run folder records the new epoch count
         splits = splits_from_ids(ds, read_json(run_dir / "split.json"))
-        info = read_json(run_dir / "run.json")
+        info = {**read_json(run_dir / "run.json"), "config": hp}
     else:
         splits = make_splits(ds, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
         hp = resolve_config(cfg, ds, splits, seed)
