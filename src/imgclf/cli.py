@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="imgclf", standalone_mode=False)
+        # without standalone mode, click returns (not raises) the code of typer.Exit, e.g. predict's 1
+        code = command.main(args=argv, prog_name="imgclf", standalone_mode=False)
     except ImgclfError as exc:
         if debug:
             raise
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
