@@ -227,9 +227,9 @@ def runs(runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; input errors (ImgclfError, bad options) print one line and return 2."""
-    import click
-
     from imgclf.errors import ImgclfError
+
+    usage_error = _usage_error_class()
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -242,19 +242,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except click.UsageError as exc:
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `imgclf`: the help, as --help shows it
+            print(exc.format_message())
+            return 0
         hint = f" (see: imgclf {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0
+
+
+def _usage_error_class() -> type[Exception]:
+    """click's UsageError as typer raises it: typer >= 0.2x vendors its own click, older typer uses click's."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 if __name__ == "__main__":
