@@ -134,7 +134,7 @@ def _read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise ImgclfError(f"{path}: IDX size mismatch, header says {tuple(dims)}, file holds {data.size} values")
-    return data.reshape(tuple(dims))
+    return data.reshape(tuple(dims)).copy()  # np.frombuffer is read-only, which torch.from_numpy warns about
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
