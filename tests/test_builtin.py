@@ -46,6 +46,17 @@ def test_read_mnist(tmp_path):
     assert ds.pools["test"].labels.tolist() == list(range(10))
 
 
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_pools_are_writable_arrays(tmp_path, name):
+    if name == "cifar10":
+        write_cifar10(tmp_path / "cifar-10-batches-py")
+    else:
+        write_mnist(tmp_path / "mnist")
+    ds = load_builtin(name, data_dir=tmp_path, download=False)
+    for pool in ds.pools.values():  # torch.from_numpy warns about read-only arrays (np.frombuffer gives those)
+        assert pool.images.flags.writeable and pool.labels.flags.writeable
+
+
 def test_read_uncompressed_idx_and_fashion(tmp_path):
     folder = write_mnist(tmp_path / "fashion-mnist", n_train=20, n_test=10)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -163,6 +174,13 @@ def test_missing_without_download(tmp_path):
 
 
 # downloading ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """Requests to the local test server must not go through a proxy from the environment."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
 
 @pytest.fixture
 def http_dir(tmp_path):
