@@ -203,3 +203,19 @@ def test_label_grouping_run(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["dataset"]["classes"] == ["vehicle", "animal"] and len(info["dataset"]["orig_classes"]) == 10
     assert torch.load(run / "model.pt", weights_only=True)["meta"]["preprocess"]["size"] == 32
+
+
+@pytest.mark.gpu
+def test_train_and_predict_on_gpu(photos, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from imgclf.infer.predict import Predictor
+
+    result = _train(photos, tmp_path, name="gpu", accelerator="gpu", epochs=2)
+    assert json.loads((result.run_dir / "run.json").read_text())["environment"]["gpu"]
+    assert 0 <= result.metrics["accuracy"] <= 1
+    image = next(photos.rglob("*.png"))
+    on_gpu = Predictor(result.run_dir, device="cuda").predict(image)[0]
+    on_cpu = Predictor(result.run_dir).predict(image)[0]
+    assert on_gpu["label"] == on_cpu["label"]
+    assert on_gpu["probability"] == pytest.approx(on_cpu["probability"], abs=1e-3)
