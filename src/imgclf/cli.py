@@ -253,22 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; input errors (ImgclfError, bad options) print one line and return 2."""
     from imgclf.errors import ImgclfError
 
-    try:  # typer >= 0.20 vendors its own click
-        from typer._click import exceptions as click
-    except ImportError:  # pragma: no cover - older typer uses the click package
-        from click import exceptions as click
+    usage_error = _usage_error_class()
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="imgclf", standalone_mode=False)
+        # without standalone mode, click returns (not raises) the code of typer.Exit, e.g. predict's 1
+        code = command.main(args=argv, prog_name="imgclf", standalone_mode=False)
     except ImgclfError as exc:
         if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except click.UsageError as exc:
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `imgclf`: the help, as --help shows it
+            print(exc.format_message())
+            return 0
         hint = f" (see: imgclf {exc.ctx.info_name} --help)" if exc.ctx and exc.ctx.parent else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         return 2
@@ -280,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
+
+
+def _usage_error_class() -> type[Exception]:
+    """click's UsageError as typer raises it: typer >= 0.2x vendors its own click, older typer uses click's."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 if __name__ == "__main__":

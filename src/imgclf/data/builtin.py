@@ -134,7 +134,7 @@ def _read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise ImgclfError(f"{path}: IDX size mismatch, header says {tuple(dims)}, file holds {data.size} values")
-    return data.reshape(tuple(dims))
+    return data.reshape(tuple(dims)).copy()  # np.frombuffer is read-only, which torch.from_numpy warns about
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -279,7 +279,7 @@ def download(url: str, dest: Path, md5: str | None = None, timeout: float = 30.0
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     tmp = Path(tmp_name)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             _copy_with_progress(response, out, total, dest.name, progress)
         if md5 is not None and (got := md5sum(tmp)) != md5:

@@ -64,7 +64,7 @@ class Splits:
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held_out): ``fraction`` of each class held out, at least one where a class has two or more."""
     rng = np.random.default_rng(seed)
-    keep, held = [], []
+    keep, held = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]  # an empty pool splits into two
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)

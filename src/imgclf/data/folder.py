@@ -122,7 +122,7 @@ def decode_cached(files: list[Path], spec: PreprocessSpec, workers: int = 0, pro
     data_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
     if data_path.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        return np.load(data_path, mmap_mode="r"), meta["ok"], meta["errors"]
+        return np.load(data_path), meta["ok"], meta["errors"]  # in memory and writable, as freshly decoded
     images, ok, errors = decode_files(files, spec, workers, progress)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -193,8 +193,9 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
 
     if resume:
         hp = {**read_yaml(run_dir / "config.yaml"), **_resume_overrides(cfg)}
+        save_config(from_flat(hp), run_dir / "config.yaml")  # the run folder records the new epoch count
         splits = splits_from_ids(ds, read_json(run_dir / "split.json"))
-        info = read_json(run_dir / "run.json")
+        info = {**read_json(run_dir / "run.json"), "config": hp}
     else:
         splits = make_splits(ds, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.split_seed)
         hp = resolve_config(cfg, ds, splits, seed)
@@ -353,7 +354,8 @@ def _train_group(cfg: Config, ds: Dataset, run_dir: Path, seeds: list[int], resu
     results = []
     for seed in seeds:
         member = run_dir / f"seed-{seed}"
-        done = (member / "run.json").is_file() and read_json(member / "run.json").get("status") == "finished"
+        done = (member / "run.json").is_file() and read_json(member / "run.json").get("status") == "finished" \
+            and read_yaml(member / "config.yaml")["epochs"] >= (cfg.train.epochs or 0)  # --epochs N trains further
         if resume and done:
             results.append(read_json(member / "metrics.json"))
             continue
@@ -381,6 +383,8 @@ def _resume(resume: str | Path, cfg: Config, overrides: dict) -> TrainResult:
     ds = build_dataset(base)
     if (run_dir / "group.json").is_file():
         group = read_json(run_dir / "group.json")
+        if group.get("status") == "finished" and "epochs" not in overrides:
+            raise ImgclfError(f"{run_dir} already finished; pass --epochs N to train its seeds further")
         seeds = [int(m.split("-")[-1]) for m in group["members"]]
         return TrainResult(run_dir, _train_group(base, ds, run_dir, seeds, resume=True))
     info = read_json(run_dir / "run.json")
