@@ -292,3 +292,19 @@ def test_graceful_shutdown_finishes_in_flight_requests(run):
     thread.join(15)
     assert result.get("status") == 200 and b'"label"' in result["body"]
     assert not thread.is_alive()
+
+
+def test_cli_serve_input_errors(tmp_path, capsys):
+    from imgclf.cli import main
+
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--backend", "tensorrt"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+
+
+def test_create_app_rejects_unknown_options(run):
+    from imgclf.errors import ImgclfError
+
+    with pytest.raises(ImgclfError, match="unknown server option"):
+        create_app(run, max_batchsize=4)

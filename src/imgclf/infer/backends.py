@@ -126,6 +126,9 @@ class OrtBackend(_Backend):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # idle threads sleep instead of spinning: on a few shared cores, spinning steals the CPU that decoding,
+        # the event loop and other processes need (costs a little latency on an idle machine)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         label = "ONNX model" if isinstance(model, bytes) else str(model)
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,

@@ -16,6 +16,7 @@ run's training split; the test split is never used for calibration, only for the
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 import time
 import warnings
@@ -200,9 +201,15 @@ def quantize_int8(proto, calibration: np.ndarray, batch: int = 32):
         fp32, pre, out = (str(Path(tmp) / n) for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(proto, fp32)
         _optimize_basic(fp32, pre)
-        quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime's quantizer warns on the root logger about harmless things
+        try:
+            quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        finally:
+            root.setLevel(level)
         return onnx.load(out)
 
 

@@ -10,6 +10,7 @@ Every bad input gets a 4xx with ``{"error": "..."}``: bodies over the upload lim
 and while reading), images over the pixel limit (413), unsupported content types or files that are not images by
 their first bytes (415), undecodable or truncated images (422), bad JSON or base64 (400), a missing or wrong API
 key (401). Concurrent requests are batched together (see ``_batching``), so results equal one-by-one prediction.
+With ``--workers N`` each worker process has its own model, batcher and /metrics counters.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ENV_CONFIG = "IMGCLF_SERVE_CONFIG"  # JSON of create_app's arguments, for uvicor
 IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 ACCEPTED_IMAGES = "JPEG, PNG, GIF, BMP, TIFF, WebP, PPM/PGM"
+INLINE_PIXELS = 128 * 128  # images up to this size are decoded on the event loop: cheaper than a thread hop
 
 
 @dataclass(frozen=True)
@@ -272,11 +274,27 @@ async def predict_one(svc: Service, name: str, data: bytes, top_k: int) -> dict[
     if image_kind(data) is None:
         raise ApiError(415, f"{name}: not a supported image (by its first bytes); accepted: {ACCEPTED_IMAGES}")
     try:
-        array = await run_in_threadpool(svc.predictor.preprocess, data, name)
+        if _pixels(data) <= INLINE_PIXELS:
+            array = svc.predictor.preprocess(data, name)
+        else:
+            array = await run_in_threadpool(svc.predictor.preprocess, data, name)
     except ImageError as exc:
         raise ApiError(413 if "too large" in str(exc) else 422, str(exc)) from None
     probs = await svc.batcher.submit(array)
     return svc.predictor.result(name, probs, top_k)
+
+
+def _pixels(data: bytes) -> float:
+    """Width x height from the image header (no decoding), or infinity when the header is unreadable."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size[0] * img.size[1]
+    except Exception:  # any Pillow failure: let the thread path produce the proper error
+        return float("inf")
 
 
 def authorize(request: Request, api_key: str | None) -> None:
@@ -395,22 +413,23 @@ def _routes(app: FastAPI, svc: Service) -> None:
     top_k_query = Query(None, ge=1, le=1000, description="labels to return (default: the server's top_k)")
 
     @app.post("/v1/predict", summary="Predict one image", openapi_extra=_UPLOAD_DOC)
-    async def predict(request: Request, top_k: int | None = top_k_query) -> dict[str, Any]:
+    async def predict(request: Request, top_k: int | None = top_k_query) -> JSONResponse:
         start = time.perf_counter()
         authorize(request, svc.options.api_key)
         item = (await request_images(request, svc, many=False))[0]
         if isinstance(item, ApiError):
             raise item
         result = await predict_one(svc, *item, top_k or svc.options.top_k)
-        return {**result, "model": svc.model_name, "ms": round(1000 * (time.perf_counter() - start), 3)}
+        return JSONResponse({**result, "model": svc.model_name, "ms": round(1000 * (time.perf_counter() - start), 3)})
 
     @app.post("/v1/predict/batch", summary="Predict several images", openapi_extra=_UPLOAD_DOC)
-    async def predict_batch(request: Request, top_k: int | None = top_k_query) -> dict[str, Any]:
+    async def predict_batch(request: Request, top_k: int | None = top_k_query) -> JSONResponse:
         start = time.perf_counter()
         authorize(request, svc.options.api_key)
         items = await request_images(request, svc, many=True)
         results = await asyncio.gather(*[_one_or_error(svc, item, top_k or svc.options.top_k) for item in items])
-        return {"results": results, "model": svc.model_name, "ms": round(1000 * (time.perf_counter() - start), 3)}
+        return JSONResponse({"results": results, "model": svc.model_name,
+                             "ms": round(1000 * (time.perf_counter() - start), 3)})
 
     @app.get("/v1/model", summary="Classes, input contract, test metrics and limits")
     async def model_info(request: Request) -> dict[str, Any]:
