@@ -6,9 +6,10 @@
 
 What it measures (every model gets uint8 pixels, preprocessing and normalisation inside, no TTA):
   1. single-image latency p50/p99 (batch 1) and batch throughput (images/s, mean +- std over repeats) for PyTorch
-     eager, ONNX Runtime fp32 and ONNX Runtime int8 (static, QDQ, calibrated on training images of ``--run``, or on
-     random images for random weights), for ``resnet-fast`` at 32x32 and EfficientNet-Lite0 (timm
-     ``tf_efficientnet_lite0``, random weights) at 224x224;
+     eager (all threads, and one thread), ONNX Runtime fp32 and ONNX Runtime int8 (static, QDQ, calibrated on
+     training images of ``--run``, or on random images for random weights), timed interleaved so that load changes
+     hit every backend alike, for ``resnet-fast`` at 32x32 and EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``,
+     random weights) at 224x224;
   2. with ``--run``: the int8 accuracy change on the run's test split (``imgclf export --quantize int8``);
   3. the server (``imgclf serve`` in a subprocess, ONNX backend, no TTA) under ``--clients`` keep-alive clients on
      127.0.0.1, bounded by ``--server-requests`` and ``--server-seconds``: requests/s, p50/p99, errors; then
@@ -71,54 +72,64 @@ def images(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def backends(model, meta, calibration: np.ndarray, threads: int) -> dict:
-    """name -> batch function uint8 (N, C, H, W) -> logits: torch eager, ONNX Runtime fp32 and int8."""
+    """name -> batch function uint8 (N, C, H, W) -> logits: torch eager (N and 1 threads), ONNX Runtime fp32, int8.
+
+    PyTorch is also timed with one thread because its OpenMP pool stalls badly when other processes hold the
+    cores (each op waits for every thread); speed-ups are computed against the better of the two.
+    """
     from imgclf.infer.backends import OrtBackend
     from imgclf.infer.export import quantize_int8, to_onnx
 
     proto = to_onnx(model, meta)
 
-    @torch.inference_mode()
-    def eager(x):
-        return model(torch.from_numpy(x)).numpy()
+    def eager(n_threads: int):
+        @torch.inference_mode()
+        def run(x):
+            torch.set_num_threads(n_threads)
+            return model(torch.from_numpy(x)).numpy()
 
-    return {"torch_eager": eager,
-            "ort_fp32": OrtBackend(proto.SerializeToString(), meta, threads=threads).logits,
-            "ort_int8": OrtBackend(quantize_int8(proto, calibration).SerializeToString(), meta, threads=threads).logits}
+        return run
+
+    fns = {"torch_eager": eager(threads)}
+    if threads > 1:
+        fns["torch_eager_1thread"] = eager(1)
+    fns["ort_fp32"] = OrtBackend(proto.SerializeToString(), meta, threads=threads).logits
+    fns["ort_int8"] = OrtBackend(quantize_int8(proto, calibration).SerializeToString(), meta, threads=threads).logits
+    return fns
 
 
-def latency_ms(fn, x: np.ndarray, n: int) -> dict:
-    for _ in range(max(3, n // 10)):
-        fn(x)
-    times = []
+def timings(fns: dict, x: np.ndarray, n: int) -> dict[str, list[float]]:
+    """Seconds per call of each function on ``x``, interleaved (a, b, c, a, b, c, ...) so that changes in the
+    machine's load hit every backend alike; a few untimed warm-up calls first."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn(x)
+    out: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(n):
-        start = time.perf_counter()
-        fn(x)
-        times.append(1000 * (time.perf_counter() - start))
-    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
-            "n": n}
-
-
-def throughput(fn, x: np.ndarray, repeats: int) -> dict:
-    fn(x)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(x)
-        rates.append(len(x) / (time.perf_counter() - start))
-    return {"images_per_s": round(float(np.mean(rates)), 1), "std": round(float(np.std(rates, ddof=1)), 1)
-            if repeats > 1 else 0.0, "batch": len(x), "repeats": repeats}
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(x)
+            out[name].append(time.perf_counter() - start)
+    return out
 
 
 def bench_model(label: str, model, meta, calibration: np.ndarray, size: int, args, source: str) -> dict:
     fns = backends(model, meta, calibration, args.threads)
-    single = images(1, size, seed=1)
+    n_single = args.latency_iters if size <= 64 else max(5, args.latency_iters // 4)
+    single = timings(fns, images(1, size, seed=1), n_single)
     batch = images(args.batch if size <= 64 else args.batch_large, size, seed=2)
+    batched = timings(fns, batch, args.repeats)
     out = {"model": label, "input": f"3x{size}x{size}", "weights": source, "backends": {}}
-    for name, fn in fns.items():
-        out["backends"][name] = {"single": latency_ms(fn, single, args.latency_iters if size <= 64 else
-                                                      max(5, args.latency_iters // 4)),
-                                 "batch": throughput(fn, batch, args.repeats)}
-    base = out["backends"]["torch_eager"]["batch"]["images_per_s"]
+    for name in fns:
+        ms = 1000 * np.array(single[name])
+        rates = len(batch) / np.array(batched[name])
+        out["backends"][name] = {
+            "single": {"p50_ms": round(float(np.percentile(ms, 50)), 3),
+                       "p99_ms": round(float(np.percentile(ms, 99)), 3), "n": len(ms)},
+            "batch": {"images_per_s": round(float(rates.mean()), 1),
+                      "std": round(float(rates.std(ddof=1)), 1) if len(rates) > 1 else 0.0, "batch": len(batch),
+                      "repeats": len(rates)}}
+    base = max(v["batch"]["images_per_s"] for k, v in out["backends"].items() if k.startswith("torch"))
     for name in ("ort_fp32", "ort_int8"):
         out["backends"][name]["speedup_vs_eager"] = round(out["backends"][name]["batch"]["images_per_s"] / base, 2)
     return out
@@ -407,6 +418,7 @@ def main() -> None:
         result["servers"] = [serve_model(rf, int8, args) for int8 in (False, True)]
     result["targets"] = verdicts(result)
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"]["load_avg_at_end"] = os.getloadavg()[0]  # > 0.5 or so: other work shared the cores
     print(json.dumps(result))
 
 
