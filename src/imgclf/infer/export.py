@@ -16,6 +16,7 @@ run's training split; the test split is never used for calibration, only for the
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tempfile
 import time
@@ -100,8 +101,6 @@ def _dynamo_export(model: torch.nn.Module, meta: dict[str, Any], opset: int):
 
 
 def set_metadata(proto, contract: dict[str, Any]) -> None:
-    import json
-
     import imgclf
 
     for prop in [p for p in proto.metadata_props if p.key == META_KEY]:
@@ -238,8 +237,6 @@ def _default_name(fmt: str, quantize: str | None) -> str:
 
 
 def _write_torchscript(model: torch.nn.Module, contract: dict[str, Any], out: Path) -> TorchBackend:
-    import json
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model.eval(), (_example(contract),), check_trace=False)
@@ -318,8 +315,10 @@ def export(source: str | Path, format: str = "onnx", out: str | Path | None = No
         _save_onnx(proto, out)
     result = ExportResult(out, format, quantize, round(time.perf_counter() - start, 3), report, contract)
     if check and not report["passed"]:
+        accuracy = (f", accuracy {report['reference_accuracy']:.4f} -> {report['exported_accuracy']:.4f}"
+                    if "exported_accuracy" in report else "")
         raise ImgclfError(f"export check failed ({report['criterion']}): max diff {report['max_abs_diff']:.3g}, "
-                          f"top-1 agreement {report['top1_agreement']:.4f} on {report['images']} images; "
+                          f"top-1 agreement {report['top1_agreement']:.4f}{accuracy} on {report['images']} images; "
                           f"{out} was written but should not be trusted")
     return result
 
