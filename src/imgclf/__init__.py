@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "Predictor", "list_models", "list_datasets", "create_model", "load_config",
+__all__ = ["train", "evaluate", "Predictor", "export", "list_models", "list_datasets", "create_model", "load_config",
            "ImgclfError", "__version__"]
 
 # Heavy modules (torch, lightning) load on first use, so `import imgclf` and `imgclf --help` stay fast.
@@ -21,6 +21,7 @@ _LAZY = {
     "train": ("imgclf.training.api", "train"),
     "evaluate": ("imgclf.evaluation.evaluate", "evaluate"),
     "Predictor": ("imgclf.infer.predict", "Predictor"),
+    "export": ("imgclf.infer.export", "export"),
     "list_models": ("imgclf.models", "list_models"),
     "create_model": ("imgclf.models", "create_model"),
     "list_datasets": ("imgclf.data", "list_datasets"),
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from imgclf.data import list_datasets
     from imgclf.errors import ImgclfError
     from imgclf.evaluation.evaluate import evaluate
+    from imgclf.infer.export import export
     from imgclf.infer.predict import Predictor
     from imgclf.models import create_model, list_models
     from imgclf.training.api import train

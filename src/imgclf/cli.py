@@ -5,6 +5,8 @@
     imgclf train --dataset cifar10 --model resnet-fast --epochs 10 --seeds 3 --name c10
     imgclf evaluate runs/c10
     imgclf predict runs/c10 some/image.jpg --top-k 3
+    imgclf export runs/c10 --format onnx --quantize int8 --check
+    imgclf serve runs/c10 --port 8000
     imgclf runs
 
 Every ``train`` option is a config key (see ``imgclf.config``); ``--config run.yaml`` and ``key=value`` items
@@ -163,7 +165,7 @@ def _cli_type(tp: Any) -> Any:
 app.command(name="train")(_train_command())
 
 
-# evaluate / predict / runs ----------------------------------------------------------------------------------------
+# evaluate / runs ----------------------------------------------------------------------------------------
 
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
     rows = []
@@ -192,40 +194,6 @@ def evaluate(run: Annotated[str, typer.Argument(help="run folder or name")],
 
 
 @app.command()
-def predict(source: Annotated[str, typer.Argument(help="run folder, run name or model file")],
-            images: Annotated[list[str], typer.Argument(help="image files or folders")],
-            top_k: Annotated[int, typer.Option(help="labels to show per image")] = 3,
-            json_out: Annotated[bool, typer.Option("--json", help="print one JSON line per image")] = False,
-            tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="mirror test-time augmentation")] = None,
-            batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
-            max_pixels: Annotated[int | None, typer.Option(help="reject larger images")] = None,
-            glob: Annotated[str, typer.Option(help="file pattern inside folders")] = "*",
-            runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs") -> None:
-    """Predict the class of new images; unreadable files are reported one per line and the rest go on."""
-    from imgclf.infer.predict import Predictor, expand_inputs
-
-    predictor = Predictor(source, tta=tta, batch_size=batch_size, max_pixels=max_pixels, runs_dir=runs_dir)
-    failures = 0
-    rows = []
-    for result in predictor.iter_predict(expand_inputs(images, glob), top_k=top_k):
-        if "error" in result:
-            failures += 1
-            print(f"error: {result['error']}", file=sys.stderr)
-            if json_out:
-                print(json.dumps(result), flush=True)
-            continue
-        if json_out:
-            print(json.dumps(result), flush=True)
-        else:
-            rows.append({"input": result["input"], **{f"top{i + 1}": f"{t['label']} ({t['probability']:.3f})"
-                                                      for i, t in enumerate(result["top_k"])}})
-    if rows:
-        _table(rows, [("input", "image")] + [(f"top{i + 1}", f"top {i + 1}") for i in range(min(top_k, 10))])
-    if failures:
-        raise typer.Exit(1)
-
-
-@app.command()
 def runs(runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs",
          json_out: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False) -> None:
     """List runs with their key metrics, newest first."""
@@ -245,6 +213,12 @@ def runs(runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = 
     _table(rows, [("name", "run"), ("dataset", "dataset"), ("model", "model"), ("seeds", "seeds"),
                   ("status", "status"), ("accuracy", "accuracy"), ("macro_f1", "macro F1"),
                   ("train_seconds", "train s"), ("created", "created")])
+
+
+from imgclf.cli_deploy import export, predict, serve  # noqa: E402  (deployment commands, heavy imports inside)
+
+for _command in (predict, export, serve):
+    app.command()(_command)
 
 
 # entry point --------------------------------------------------------------------------------------------------------
