@@ -223,6 +223,12 @@ def runs(runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = 
                   ("train_seconds", "train s"), ("created", "created")])
 
 
+from imgclf import cli_report  # noqa: E402  (report, explain, compare live in their own module)
+
+for _command in (cli_report.report, cli_report.explain, cli_report.compare):
+    app.command()(_command)
+
+
 # entry point --------------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
