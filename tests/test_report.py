@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_report import make_folder_dataset, train_tiny
 
+from helpers_report import make_folder_dataset, train_tiny
 from imgclf.cli import main
 from imgclf.errors import ImgclfError
 from imgclf.evaluation import report
@@ -139,3 +139,20 @@ def test_report_renders_offline_in_headless_chromium(html_file, tmp_path):
 
     with Image.open(shot) as im:
         assert im.width == 1280 and im.height > 2000
+
+
+def test_report_of_a_seed_group_summarises_seeds_and_analyses_the_best_one(grouped_run, tmp_path):
+    from imgclf.evaluation.evaluate import summarize_group
+    from imgclf.runs import read_json, write_json
+
+    group = tmp_path / "group"
+    for i, val_acc in enumerate((0.5, 0.9)):
+        member = shutil.copytree(grouped_run, group / f"seed-{i}")
+        info = read_json(member / "run.json")
+        write_json(member / "run.json", {**info, "seed": i, "best_val_acc": val_acc})
+    write_json(group / "group.json", {"members": ["seed-0", "seed-1"], "config": {}})
+    summarize_group(group, [read_json(group / m / "metrics.json") for m in ("seed-0", "seed-1")])
+    data = report.collect(group, examples=3, calibrate=False)
+    assert Path(data["member"]).name == "seed-1" and data["group"]["seeds"] == 2
+    page = report.render_html(data)
+    assert "2 seeds; mean ± std" in page and "<code>seed-1</code>" in page

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="imgclf", standalone_mode=False)
+        code = command.main(args=argv, prog_name="imgclf", standalone_mode=False)
     except ImgclfError as exc:
         if debug:
             raise
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0  # click returns typer.Exit's code here
 
 
 if __name__ == "__main__":

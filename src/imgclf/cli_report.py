@@ -101,7 +101,7 @@ def _print_compare(rows: list[dict]) -> None:
     table = Table(title="runs compared (mean ± std over seeds)")
     for header in ("", "configuration", "seeds", *[names.get(m, m.replace("_accuracy", "")) for m in metrics],
                    "runs"):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")
     for r in rows:
         values = [_pm(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics]
         table.add_row("★" if r["best"] else "", r["config"], str(r["seeds"]), *values, r["runs"],
