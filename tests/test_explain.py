@@ -184,7 +184,15 @@ def test_timm_cnn_uses_the_map_before_global_pooling():
     assert cam.shape == (2, 2)
 
 
-def test_cli_explain_writes_overlays_and_reports_bad_files(patch_model, tmp_path, capsys):
+@pytest.fixture
+def keep_threads():
+    """``imgclf explain`` sets torch's thread count for its process; restore it for the tests that follow."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_explain_writes_overlays_and_reports_bad_files(patch_model, tmp_path, capsys, keep_threads):
     _, model_file = patch_model
     good = tmp_path / "good.png"
     _photo(good, 64, 48, quadrant=1, colour=COLOURS["red"])
@@ -201,3 +209,4 @@ def test_cli_explain_writes_overlays_and_reports_bad_files(patch_model, tmp_path
     assert (out / "good_gradcam_blue.png").is_file()
     assert main(["explain", str(model_file), str(good), "--method", "lime"]) == 2
     assert "unknown explain method" in capsys.readouterr().err
+    assert torch.get_num_threads() == 1  # the CLI's default: one image is too little work to split

@@ -45,6 +45,8 @@ def explain(source: Annotated[str, typer.Argument(help="run folder, run name or 
             out: Annotated[str, typer.Option(help="folder for the overlay PNGs")] = "cams",
             json_out: Annotated[bool, typer.Option("--json", help="print one JSON line per image")] = False,
             glob: Annotated[str, typer.Option(help="file pattern inside folders")] = "*",
+            threads: Annotated[int, typer.Option(help="CPU threads (one image is too little work to split)",
+                                                 min=1)] = 1,
             runs_dir: RunsDir = "runs") -> None:
     """Heat maps of what the model looked at, overlaid on each image at its original resolution."""
     from imgclf.evaluation.explain import explain as run_explain
@@ -52,7 +54,7 @@ def explain(source: Annotated[str, typer.Argument(help="run folder, run name or 
 
     failures = 0
     for r in run_explain(source, expand_inputs(images, glob), method=method, target=target, out=out,
-                         runs_dir=runs_dir):
+                         runs_dir=runs_dir, threads=threads):
         if "error" in r:
             failures += 1
             print(f"error: {r['error']}", file=sys.stderr)

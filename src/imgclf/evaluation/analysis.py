@@ -185,16 +185,16 @@ def calibration(probs: np.ndarray, labels: np.ndarray, val_probs: np.ndarray | N
     """ECE, NLL and reliability bins of the test predictions, and after temperature scaling fitted on validation.
 
     Returns:
-        ``{before: {ece, nll, bins}, temperature, after: {ece, nll, bins} | None}``; ``after`` is None without
-        validation predictions.
+        ``{before: {ece, nll, bins}, temperature, n_val, after: {ece, nll, bins} | None}``; ``after`` is None
+        without validation predictions.
     """
     def summary(p: np.ndarray) -> dict:
         bins = reliability(p, labels, n_bins)
         return {"ece": bins["ece"], "nll": nll(p, labels), "bins": bins}
 
-    out = {"before": summary(probs), "temperature": None, "after": None}
+    out = {"before": summary(probs), "temperature": None, "n_val": 0, "after": None}
     if val_probs is not None and val_labels is not None and len(val_labels):
         t = fit_temperature(val_probs, val_labels)
-        out["temperature"] = t
+        out["temperature"], out["n_val"] = t, int(len(val_labels))
         out["after"] = summary(apply_temperature(probs, t))
     return out

@@ -242,12 +242,17 @@ class Explainer:
     Args:
         source: run folder, run name under ``runs_dir`` or ``model.pt``.
         max_pixels: override the run's decompression-bomb limit.
+        threads: if given, set torch's (process-wide) CPU thread count; one image is too little work to share
+            across cores, and on a busy machine waiting for a second core costs more than it gains (1 is the CLI's
+            default).
     """
 
     def __init__(self, source: str | Path, runs_dir: str | Path = "runs", max_pixels: int | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", threads: int | None = None):
         from imgclf.infer.predict import Predictor
 
+        if threads:
+            torch.set_num_threads(threads)
         self.predictor = Predictor(source, tta=False, max_pixels=max_pixels, device=device, runs_dir=runs_dir)
         self.model = self.predictor.model.eval()
         self.classes = self.predictor.classes
@@ -301,8 +306,8 @@ def _out_name(path: Path, method: str, target: str | None, used: set[str]) -> st
 
 
 def explain(source: str | Path, images: Iterable[str | Path], method: str = "gradcam", target: str | None = None,
-            out: str | Path = "cams", runs_dir: str | Path = "runs", max_pixels: int | None = None
-            ) -> Iterator[dict[str, Any]]:
+            out: str | Path = "cams", runs_dir: str | Path = "runs", max_pixels: int | None = None,
+            threads: int | None = None) -> Iterator[dict[str, Any]]:
     """Write one overlay PNG per image into ``out``; yields a dict per image (``error`` for a bad file, and go on).
 
     Examples:
@@ -314,7 +319,7 @@ def explain(source: str | Path, images: Iterable[str | Path], method: str = "gra
 
     if method not in METHODS:
         raise unknown("explain method", method, METHODS)
-    explainer = Explainer(source, runs_dir=runs_dir, max_pixels=max_pixels)
+    explainer = Explainer(source, runs_dir=runs_dir, max_pixels=max_pixels, threads=threads)
     explainer.class_index(target)  # an unknown class fails before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -90,18 +90,27 @@ def _model_summary(model, meta: dict) -> dict:
             "input_size": meta["arch"]["input_size"], "array_size": spec["size"], "channels": spec["channels"]}
 
 
-def _validation_probs(model, val, cfg: dict, max_val: int) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions on (a fixed random subset of at most ``max_val``) validation images, with the test-time TTA."""
+def validation_probs(run_dir: Path, model, val, cfg: dict, max_val: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions on a fixed random subset of at most ``max_val`` validation images, with the test-time TTA
+    (so the temperature fits the probabilities it is applied to); cached in RUN/val_predictions.npz."""
     from imgclf.evaluation.evaluate import predict_probs, tta_level
 
     idx = np.arange(len(val))
     if len(idx) > max_val:
         idx = np.sort(np.random.default_rng(0).permutation(len(val))[:max_val])
-    return predict_probs(model, val.images[idx], tta=tta_level(cfg)), val.labels[idx]
+    ids, tta = val.ids[idx], tta_level(cfg)
+    cache = Path(run_dir) / "val_predictions.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if int(z["tta"]) == tta and np.array_equal(z["ids"], ids):
+                return z["probs"], z["labels"]
+    probs = predict_probs(model, val.images[idx], tta=tta)
+    np.savez_compressed(cache, probs=probs.astype(np.float32), labels=val.labels[idx], ids=ids, tta=tta)
+    return probs, val.labels[idx]
 
 
 def collect(run: str | Path, data_dir: str | None = None, runs_dir: str | Path = "runs", examples: int = 40,
-            calibrate: bool = True, max_val: int = 5000, progress: bool = False) -> dict[str, Any]:
+            calibrate: bool = True, max_val: int = 1000, progress: bool = False) -> dict[str, Any]:
     """Everything the report shows, as plain data (arrays, dicts), computed from a run folder.
 
     Args:
@@ -109,7 +118,8 @@ def collect(run: str | Path, data_dir: str | None = None, runs_dir: str | Path =
         data_dir: where the dataset files are (default: the run's own ``data_dir``), for the image galleries
             and the validation predictions that temperature scaling is fitted on.
         examples: thumbnails per gallery.
-        calibrate: fit a temperature on the validation split (costs one pass over ``max_val`` images).
+        calibrate: fit a temperature on the validation split (one pass over at most ``max_val`` validation
+            images, with the run's TTA; cached in the run folder as val_predictions.npz).
     """
     from imgclf.config import read_yaml
     from imgclf.models.io import load_model
@@ -135,7 +145,7 @@ def collect(run: str | Path, data_dir: str | None = None, runs_dir: str | Path =
         data["notes"].append(f"test images unavailable, galleries show no pictures: {exc}")
     val_probs = val_labels = None
     if calibrate and val is not None and len(val):
-        val_probs, val_labels = _validation_probs(model, val, cfg, max_val)
+        val_probs, val_labels = validation_probs(member, model, val, cfg, max_val)
     elif calibrate:
         data["notes"].append("no validation split available: temperature scaling skipped")
     data.update(analyse(pred["probs"], pred["labels"], data["classes"], pred["orig_labels"], data["orig_classes"],
@@ -307,10 +317,11 @@ def calibration_html(data: dict[str, Any]) -> str:
     before, after, t = cal["before"], cal["after"], cal["temperature"]
     rows = [["uncalibrated", before["ece"], before["nll"]]]
     if after:
-        rows.append([f"temperature scaling, T = {t:.3f} (fitted on validation)", after["ece"], after["nll"]])
+        rows.append([f"temperature scaling, T = {t:.3f} (fitted on {cal['n_val']} validation images)", after["ece"],
+                     after["nll"]])
     text = ("<p>Expected calibration error (ECE, 15 equal-width bins of the top-1 probability) and negative "
-            "log-likelihood on the test set. A temperature T &gt; 1 means the model was over-confident, T &lt; 1 "
-            "under-confident.</p>")
+            "log-likelihood on the test set. Temperature scaling divides the log-probabilities by T, fitted by "
+            "minimising the validation NLL: T &gt; 1 means the model was over-confident, T &lt; 1 under-confident.</p>")
     return text + _table(rows, ["predictions", "ECE", "NLL"]) + _img(reliability_png(before, after, t),
                                                                       "reliability diagram")
 
@@ -319,11 +330,13 @@ def _thumbs(data: dict[str, Any], indices: np.ndarray, show_truth: bool = True) 
     from imgclf.evaluation.report_plots import thumbnail_png
 
     classes, probs, labels, ids = data["classes"], data["probs"], data["labels"], data["ids"]
+    orig = data["orig_labels"] if data.get("by_original") else None
     cards = []
     for i in np.asarray(indices).tolist():
         p = int(probs[i].argmax())
         name = str(ids[i]) if len(ids) else f"#{i}"
-        caption = (f"true <b>{html.escape(classes[labels[i]])}</b><br>" if show_truth else "") + \
+        truth = classes[labels[i]] + (f" ({data['orig_classes'][orig[i]]})" if orig is not None else "")
+        caption = (f"true <b>{html.escape(truth)}</b><br>" if show_truth else "") + \
             f"pred <b>{html.escape(classes[p])}</b> {probs[i, p]:.2f}"
         pic = _img(thumbnail_png(data["images"][i]), name, "thumb") if data.get("images") is not None else ""
         wrong = ' class="wrong"' if p != labels[i] else ""

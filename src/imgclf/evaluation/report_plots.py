@@ -106,8 +106,8 @@ def reliability_png(before: dict, after: dict | None = None, temperature: float 
         left, width = bins["edges"][:-1][filled], np.diff(bins["edges"])[filled]
         acc, conf = bins["accuracy"][filled], bins["confidence"][filled]
         ax.bar(left, acc, width=width, align="edge", color="#4c72b0", edgecolor="white", label="accuracy")
-        ax.bar(left, conf - acc, bottom=acc, width=width, align="edge", color="#dd8452", alpha=0.45,
-               edgecolor="white", label="gap to confidence")
+        ax.bar(left, conf - acc, bottom=acc, width=width, align="edge", facecolor="none", hatch="///",
+               edgecolor="#c44e52", linewidth=0.8, label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
