@@ -156,3 +156,15 @@ def test_report_of_a_seed_group_summarises_seeds_and_analyses_the_best_one(group
     assert Path(data["member"]).name == "seed-1" and data["group"]["seeds"] == 2
     page = report.render_html(data)
     assert "2 seeds; mean ± std" in page and "<code>seed-1</code>" in page
+
+
+def test_validation_predictions_are_cached_and_reused(grouped_run, monkeypatch):
+    import importlib
+
+    evaluate = importlib.import_module("imgclf.evaluation.evaluate")  # the module, not the re-exported function
+    cache = grouped_run / "val_predictions.npz"
+    cache.unlink(missing_ok=True)
+    first = report.collect(grouped_run, examples=2)["calibration"]["temperature"]
+    assert cache.is_file()
+    monkeypatch.setattr(evaluate, "predict_probs", lambda *a, **k: pytest.fail("validation pass not cached"))
+    assert report.collect(grouped_run, examples=2)["calibration"]["temperature"] == first

@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import html
 import time
@@ -105,7 +106,8 @@ def validation_probs(run_dir: Path, model, val, cfg: dict, max_val: int = 1000) 
             if int(z["tta"]) == tta and np.array_equal(z["ids"], ids):
                 return z["probs"], z["labels"]
     probs = predict_probs(model, val.images[idx], tta=tta)
-    np.savez_compressed(cache, probs=probs.astype(np.float32), labels=val.labels[idx], ids=ids, tta=tta)
+    with contextlib.suppress(OSError):  # a read-only run folder: no cache, same result
+        np.savez_compressed(cache, probs=probs.astype(np.float32), labels=val.labels[idx], ids=ids, tta=tta)
     return probs, val.labels[idx]
 
 
