@@ -215,9 +215,10 @@ def runs(runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = 
                   ("train_seconds", "train s"), ("created", "created")])
 
 
+from imgclf import cli_report  # noqa: E402  (report, explain, compare live in their own module)
 from imgclf.cli_deploy import export, predict, serve  # noqa: E402  (deployment commands, heavy imports inside)
 
-for _command in (predict, export, serve):
+for _command in (predict, export, serve, cli_report.report, cli_report.explain, cli_report.compare):
     app.command()(_command)
 
 

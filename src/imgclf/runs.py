@@ -10,6 +10,7 @@ Layout of ``runs/NAME/`` (a single-seed run)::
     model.pt           best weights + architecture + preprocessing contract (weights_only=True)
     metrics.json       test metrics: accuracy, macro_precision, macro_recall, macro_f1, roc_auc, train_seconds...
     per_class.csv, confusion_matrix.png, test_predictions.npz
+    report.html        ``imgclf report``'s default output; val_predictions.npz caches its validation pass
 
 A multi-seed run ``runs/NAME/`` holds ``seed-0/``, ``seed-1/``, ... plus ``group.json`` and a ``metrics.json``
 with the mean (top-level keys) and ``*_std`` of each metric.
