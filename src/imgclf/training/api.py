@@ -145,8 +145,11 @@ def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
     monitor = ("val_loss" if hp["early_stop"] == "val_loss" else "val_acc") if has_val else None
     mode = "min" if monitor == "val_loss" else "max"
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False),
+                                 save_last=monitor is None, save_top_k=1, enable_version_counter=False),
                  EpochLog(run_dir / "metrics.csv", n_train, total_epochs=hp["epochs"], verbose=not _interactive(hp))]
+    if monitor is not None:  # Lightning >= 2.6 writes save_last only when the best improves; resume needs the latest
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                         enable_version_counter=False))
     if hp["early_stop"] != "none" and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=hp["patience"]))
     if hp.get("ema"):
