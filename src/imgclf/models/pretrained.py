@@ -71,7 +71,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # many formats and libraries can fail here
-        raise ImgclfError(f"{path}: not a readable weights file ({str(exc).splitlines()[0][:160]})") from None
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]  # EOFError of an empty file: ''
+        raise ImgclfError(f"{path}: not a readable weights file ({detail})") from None
     for key in ("state_dict", "model", "model_state", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
