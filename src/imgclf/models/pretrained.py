@@ -82,22 +82,30 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def match_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """Map the file's tensors onto ``net``'s keys: by name when all are found, else by order with shapes checked."""
+    """Map the file's tensors onto ``net``'s keys: by name when all are found, else by order with shapes checked.
+
+    A file for another architecture fails naming the first tensor that does not fit (also when the file holds
+    more tensors than the model: a deeper variant would otherwise load in part, silently).
+    """
     target = net.state_dict()
     if set(target) <= set(state):
+        extra = next((k for k in state if k not in target), None)
+        if extra is not None:
+            raise ImgclfError(f"{source}: tensor {extra!r} has no place in the model; are these weights for "
+                              "another architecture?")
         for key, tensor in target.items():
             if state[key].shape != tensor.shape:
                 raise ImgclfError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model needs "
                                   f"{tuple(tensor.shape)}; are these weights for another architecture?")
         return {k: state[k] for k in target}
     src_items, dst_items = list(state.items()), list(target.items())
-    if len(src_items) != len(dst_items):
-        raise ImgclfError(f"{source}: {len(src_items)} tensors, the model has {len(dst_items)}; "
-                          "are these weights for another architecture?")
-    for (src_key, src), (dst_key, dst) in zip(src_items, dst_items, strict=True):
+    for (src_key, src), (dst_key, dst) in zip(src_items, dst_items, strict=False):
         if src.shape != dst.shape:
             raise ImgclfError(f"{source}: tensor {src_key!r} has shape {tuple(src.shape)} but the model's "
                               f"{dst_key!r} needs {tuple(dst.shape)}; are these weights for another architecture?")
+    if len(src_items) != len(dst_items):
+        raise ImgclfError(f"{source}: {len(src_items)} tensors, the model has {len(dst_items)}; "
+                          "are these weights for another architecture?")
     return {dst_key: src for (_, src), (dst_key, _) in zip(src_items, dst_items, strict=True)}
 
 
