@@ -82,12 +82,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def match_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str,
-                     optional: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
+                     optional: frozenset[str] = frozenset(), ordered: bool = True) -> dict[str, torch.Tensor]:
     """Map the file's tensors onto ``net``'s keys: by name when all are found, else by order with shapes checked.
 
     A file for another architecture fails naming the first tensor that does not fit (also when the file holds
     more tensors than the model: a deeper variant would otherwise load in part, silently). ``optional`` keys (the
     classifier head, replaced afterwards) may be absent from the file or have another shape: the model keeps its own.
+    ``ordered=False`` (safetensors, which stores tensors sorted by name) allows no matching by order.
     """
     target = net.state_dict()
     if {k for k in target if k not in optional} <= set(state):
@@ -105,6 +106,10 @@ def match_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str
                 raise ImgclfError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model needs "
                                   f"{tuple(tensor.shape)}; are these weights for another architecture?")
         return out
+    if not ordered:
+        missing = next(k for k in target if k not in state and k not in optional)
+        raise ImgclfError(f"{source}: no tensor {missing!r}, and a .safetensors file keeps no order to match tensors "
+                          "by position; are these weights for another architecture? (else save them as .pth)")
     src_items, dst_items = list(state.items()), list(target.items())
     if len(src_items) == len(dst_items) - len(optional):  # a file without the head
         dst_items = [(k, v) for k, v in dst_items if k not in optional]
@@ -135,7 +140,8 @@ def load_weights(net: nn.Module, path: str | Path) -> None:
 
     The file's classifier head may have another class count, or be missing: it is replaced after loading anyway.
     """
-    net.load_state_dict(match_state_dict(net, read_state_dict(path), str(path), optional=head_keys(net)))
+    net.load_state_dict(match_state_dict(net, read_state_dict(path), str(path), optional=head_keys(net),
+                                         ordered=Path(path).suffix != ".safetensors"))
 
 
 def pretrained_source(name: str) -> str:
