@@ -60,7 +60,9 @@ class Predictor:
         self.spec = spec if max_pixels is None else PreprocessSpec(**{**spec.to_dict(), "max_pixels": max_pixels})
         flip_ok = self.meta.get("flip", True)
         if tta is None:  # what the run was evaluated with
-            self.tta_level = 2 if self.meta.get("tta") and flip_ok else 0
+            from imgclf.evaluation.evaluate import tta_level
+
+            self.tta_level = tta_level({**self.meta, "flip": flip_ok})
         else:
             self.tta_level = 1 if tta and flip_ok else 0
         self.batch_size = batch_size

@@ -214,7 +214,8 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
         sample = splits.train.images[np.random.default_rng(seed).permutation(len(splits.train))[:5000]]
         model.net.init_from_data(model.normalize(torch.from_numpy(np.ascontiguousarray(sample))))
     meta = {"classes": ds.classes, "orig_classes": ds.orig_classes, "dataset": hp["dataset"],
-            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "run": run_dir.name}
+            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "transfer": hp["transfer"],
+            "run": run_dir.name}
     if _cached_probe(hp):
         return _train_linear_probe(hp, ds, splits, model, arch, meta, info, run_dir, seed, resume)
     steps = datamodule.steps_per_epoch()

@@ -107,8 +107,8 @@ def head_of(model: ImageClassifier) -> nn.Module:
 
 @torch.inference_mode()
 def test_probs(head: nn.Module, feats: dict[str, np.ndarray], tta: bool) -> np.ndarray:
-    """Test-set probabilities from cached features, averaged over the views when ``tta``."""
+    """Test-set probabilities from cached features, logits averaged over the views when ``tta`` (as tta_logits)."""
     views = sorted(k for k in feats if k.startswith("test/")) if tta else ["test/0"]
     head.eval()
-    probs = [torch.softmax(head(torch.from_numpy(feats[v])), dim=1).numpy() for v in views]
-    return np.mean(probs, axis=0)
+    logits = torch.stack([head(torch.from_numpy(feats[v])) for v in views]).mean(0)
+    return torch.softmax(logits, dim=1).numpy()
