@@ -67,6 +67,13 @@ def check_names(cfg: Config) -> None:
         from imgclf.models import get_entry
 
         get_entry(name)
+    if not (name or "").startswith("timm:"):
+        m = cfg.model
+        used = [k for k, on in (("pretrained", m.pretrained), ("weights", m.weights),
+                                ("transfer", m.transfer in ("linear-probe", "fine-tune"))) if on]
+        if used:
+            raise ImgclfError(f"--{used[0]} needs a pretrained backbone (--model timm:NAME); model "
+                              f"{name or 'resnet-fast (the default)'!r} trains from scratch")
 
 
 # build steps -----------------------------------------------------------------------------------------------------
