@@ -297,6 +297,13 @@ def test_cache_key_changes_with_what_the_features_depend_on(tmp_path):
     assert features.cache_key(model, hp, splits, views=2) != key
 
 
+def test_cache_key_changes_with_the_pixels():
+    """mnist and fashion-mnist (or cifar10 and cifar100) share ids and shapes: only the pixels tell them apart."""
+    model, hp, splits = cache_inputs()
+    other = Pool(splits.train.images + 1, splits.train.labels, splits.train.ids)
+    assert features.cache_key(model, hp, splits, 2) != features.cache_key(model, hp, Splits(other, None, other), 2)
+
+
 def count_extractions(monkeypatch) -> list[int]:
     calls = []
     real = features.extract
