@@ -27,8 +27,14 @@ def predict_probs(model: torch.nn.Module, images: np.ndarray, batch_size: int = 
 
 
 def tta_level(config: dict) -> int:
-    """0 without TTA; 2 (mirror + shifts) with it, or 0 for digits-like data, which are never mirrored."""
-    return 2 if config.get("tta") and config.get("flip") else 0
+    """0 without TTA; 2 (mirror + shifts) with it, or 0 for digits-like data, which are never mirrored.
+
+    Linear probes use 1 (mirror only): the views whose frozen features are cached, so the metrics computed from
+    the cache at the end of training are the ones ``evaluate`` and ``Predictor`` reproduce.
+    """
+    if not (config.get("tta") and config.get("flip")):
+        return 0
+    return 1 if config.get("transfer") == "linear-probe" else 2
 
 
 def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str], out_dir: Path,

@@ -56,7 +56,7 @@ def export_meta(meta: dict[str, Any], quantize: str | None = None, metrics: dict
     return {"format": EXPORT_FORMAT, "imgclf_version": imgclf.__version__, "model": arch.get("model"),
             "run": meta.get("run"), "dataset": meta.get("dataset"), "classes": list(meta["classes"]),
             "orig_classes": meta.get("orig_classes"), "preprocess": spec, "tta": bool(meta.get("tta")),
-            "flip": bool(meta.get("flip", True)),
+            "flip": bool(meta.get("flip", True)), "transfer": meta.get("transfer"),
             "normalize": {k: arch.get(k) for k in ("mean", "std", "input_size", "net_channels")},
             "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NCHW", "range": [0, 255],
                       "shape": ["batch", spec["channels"], spec["size"], spec["size"]]},

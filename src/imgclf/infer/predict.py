@@ -115,8 +115,12 @@ class Predictor:
         spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.spec = spec if max_pixels is None else PreprocessSpec(**{**spec.to_dict(), "max_pixels": max_pixels})
         flip_ok = self.meta.get("flip", True)
-        default_level = 2 if self.meta.get("tta") and flip_ok else 0
-        self.tta_level = default_level if tta is None else (1 if tta and flip_ok else 0)
+        if tta is None:  # what the run was evaluated with
+            from imgclf.evaluation.evaluate import tta_level
+
+            self.tta_level = tta_level({**self.meta, "flip": flip_ok})
+        else:
+            self.tta_level = 1 if tta and flip_ok else 0
         self.batch_size = batch_size
         self.workers = max(1, workers)
         self.url_timeout, self.max_url_bytes = url_timeout, max_url_bytes

@@ -71,7 +71,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # many formats and libraries can fail here
-        raise ImgclfError(f"{path}: not a readable weights file ({str(exc).splitlines()[0][:160]})") from None
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]  # EOFError of an empty file: ''
+        raise ImgclfError(f"{path}: not a readable weights file ({detail})") from None
     for key in ("state_dict", "model", "model_state", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -80,29 +81,67 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
 
 
-def match_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """Map the file's tensors onto ``net``'s keys: by name when all are found, else by order with shapes checked."""
+def match_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str,
+                     optional: frozenset[str] = frozenset(), ordered: bool = True) -> dict[str, torch.Tensor]:
+    """Map the file's tensors onto ``net``'s keys: by name when all are found, else by order with shapes checked.
+
+    A file for another architecture fails naming the first tensor that does not fit (also when the file holds
+    more tensors than the model: a deeper variant would otherwise load in part, silently). ``optional`` keys (the
+    classifier head, replaced afterwards) may be absent from the file or have another shape: the model keeps its own.
+    ``ordered=False`` (safetensors, which stores tensors sorted by name) allows no matching by order.
+    """
     target = net.state_dict()
-    if set(target) <= set(state):
+    if {k for k in target if k not in optional} <= set(state):
+        extra = next((k for k in state if k not in target), None)
+        if extra is not None:
+            raise ImgclfError(f"{source}: tensor {extra!r} has no place in the model; are these weights for "
+                              "another architecture?")
+        out = {}
         for key, tensor in target.items():
-            if state[key].shape != tensor.shape:
+            if key in state and state[key].shape == tensor.shape:
+                out[key] = state[key]
+            elif key in optional:
+                out[key] = tensor
+            else:
                 raise ImgclfError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the model needs "
                                   f"{tuple(tensor.shape)}; are these weights for another architecture?")
-        return {k: state[k] for k in target}
+        return out
+    if not ordered:
+        missing = next(k for k in target if k not in state and k not in optional)
+        raise ImgclfError(f"{source}: no tensor {missing!r}, and a .safetensors file keeps no order to match tensors "
+                          "by position; are these weights for another architecture? (else save them as .pth)")
     src_items, dst_items = list(state.items()), list(target.items())
+    if len(src_items) == len(dst_items) - len(optional):  # a file without the head
+        dst_items = [(k, v) for k, v in dst_items if k not in optional]
+    out = dict(target)
+    for (src_key, src), (dst_key, dst) in zip(src_items, dst_items, strict=False):
+        if src.shape != dst.shape and dst_key not in optional:
+            raise ImgclfError(f"{source}: tensor {src_key!r} has shape {tuple(src.shape)} but the model's "
+                              f"{dst_key!r} needs {tuple(dst.shape)}; are these weights for another architecture?")
+        if src.shape == dst.shape:
+            out[dst_key] = src
     if len(src_items) != len(dst_items):
         raise ImgclfError(f"{source}: {len(src_items)} tensors, the model has {len(dst_items)}; "
                           "are these weights for another architecture?")
-    for (src_key, src), (dst_key, dst) in zip(src_items, dst_items, strict=True):
-        if src.shape != dst.shape:
-            raise ImgclfError(f"{source}: tensor {src_key!r} has shape {tuple(src.shape)} but the model's "
-                              f"{dst_key!r} needs {tuple(dst.shape)}; are these weights for another architecture?")
-    return {dst_key: src for (_, src), (dst_key, _) in zip(src_items, dst_items, strict=True)}
+    return out
+
+
+def head_keys(net: nn.Module) -> frozenset[str]:
+    """State-dict keys of a timm model's classifier (empty for nets without ``get_classifier``)."""
+    if not hasattr(net, "get_classifier"):
+        return frozenset()
+    head = net.get_classifier()
+    return frozenset(f"{name}.{key}" for name, module in net.named_modules() if module is head
+                     for key in module.state_dict())
 
 
 def load_weights(net: nn.Module, path: str | Path) -> None:
-    """Load a weights file into ``net`` (its original head still in place)."""
-    net.load_state_dict(match_state_dict(net, read_state_dict(path), str(path)))
+    """Load a weights file into ``net`` (its original head still in place).
+
+    The file's classifier head may have another class count, or be missing: it is replaced after loading anyway.
+    """
+    net.load_state_dict(match_state_dict(net, read_state_dict(path), str(path), optional=head_keys(net),
+                                         ordered=Path(path).suffix != ".safetensors"))
 
 
 def pretrained_source(name: str) -> str:

@@ -67,6 +67,13 @@ def check_names(cfg: Config) -> None:
         from imgclf.models import get_entry
 
         get_entry(name)
+    if not (name or "").startswith("timm:"):
+        m = cfg.model
+        used = [k for k, on in (("pretrained", m.pretrained), ("weights", m.weights),
+                                ("transfer", m.transfer in ("linear-probe", "fine-tune"))) if on]
+        if used:
+            raise ImgclfError(f"--{used[0]} needs a pretrained backbone (--model timm:NAME); model "
+                              f"{name or 'resnet-fast (the default)'!r} trains from scratch")
 
 
 # build steps -----------------------------------------------------------------------------------------------------
@@ -145,8 +152,11 @@ def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
     monitor = ("val_loss" if hp["early_stop"] == "val_loss" else "val_acc") if has_val else None
     mode = "min" if monitor == "val_loss" else "max"
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False),
+                                 save_last=monitor is None, save_top_k=1, enable_version_counter=False),
                  EpochLog(run_dir / "metrics.csv", n_train, total_epochs=hp["epochs"], verbose=not _interactive(hp))]
+    if monitor is not None:  # Lightning >= 2.6 writes save_last only when the best improves; resume needs the latest
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                         enable_version_counter=False))
     if hp["early_stop"] != "none" and has_val:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=hp["patience"]))
     if hp.get("ema"):
@@ -211,7 +221,8 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
         sample = splits.train.images[np.random.default_rng(seed).permutation(len(splits.train))[:5000]]
         model.net.init_from_data(model.normalize(torch.from_numpy(np.ascontiguousarray(sample))))
     meta = {"classes": ds.classes, "orig_classes": ds.orig_classes, "dataset": hp["dataset"],
-            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "run": run_dir.name}
+            "preprocess": _preprocess_spec(hp, ds), "tta": hp["tta"], "flip": hp["flip"], "transfer": hp["transfer"],
+            "run": run_dir.name}
     if _cached_probe(hp):
         return _train_linear_probe(hp, ds, splits, model, arch, meta, info, run_dir, seed, resume)
     steps = datamodule.steps_per_epoch()
