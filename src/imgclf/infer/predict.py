@@ -130,6 +130,13 @@ class Predictor:
         """The PyTorch module (torch backend only)."""
         return getattr(self.backend, "model", None)
 
+    @property
+    def device(self):
+        """The torch device of the PyTorch module (cpu for other backends)."""
+        import torch
+
+        return getattr(self.backend, "device", torch.device("cpu"))
+
     def preprocess(self, item: ImageInput, name: str | None = None) -> np.ndarray:
         """One input (path, URL, bytes, PIL image or array) to the uint8 (C, H, W) array the model takes."""
         if isinstance(item, np.ndarray | Image.Image):
