@@ -168,6 +168,8 @@ app.command(name="train")(_train_command())
 # evaluate / runs ----------------------------------------------------------------------------------------
 
 def _print_metrics(metrics: dict, run_dir: Path) -> None:
+    if not metrics:  # a DDP process other than rank 0: rank 0 reports
+        return
     rows = []
     for key in ("accuracy", "top5_accuracy", "top2_accuracy", "macro_precision", "macro_recall", "macro_f1",
                 "roc_auc", "train_seconds"):

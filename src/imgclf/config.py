@@ -88,7 +88,11 @@ class TrainConfig:
     overwrite: bool = _opt(False, "replace an existing run folder of the same name")
     threads: int | None = _opt(None, "torch CPU threads; default: the number of cores")
     accelerator: str = _opt("auto", "auto | cpu | gpu", ("auto", "cpu", "gpu"))
-    devices: int = _opt(1, "devices (processes) per node")
+    devices: int = _opt(1, "devices (processes) per node; > 1 trains with DDP")
+    num_nodes: int = _opt(1, "machines taking part (torchrun / SLURM launch every process)")
+    strategy: str = _opt("auto", "auto | ddp | ddp_spawn | ddp_notebook (Lightning's strategies)",
+                         ("auto", "ddp", "ddp_spawn", "ddp_notebook"))
+    compile: bool = _opt(False, "torch.compile the model (GPU: faster after a warm-up)")
     progress: bool = _opt(True, "show a progress bar")
 
 
@@ -200,6 +204,8 @@ def _check_ranges(cfg: Config) -> None:
         ("label_smoothing", cfg.optim.label_smoothing is None or 0 <= cfg.optim.label_smoothing < 1, "[0, 1)"),
         ("dropout", cfg.model.dropout is None or 0 <= cfg.model.dropout < 1, "[0, 1)"),
         ("patience", cfg.train.patience >= 1, ">= 1"),
+        ("devices", cfg.train.devices >= 1, ">= 1"),
+        ("num_nodes", cfg.train.num_nodes >= 1, ">= 1"),
         ("mixup", cfg.optim.mixup >= 0, ">= 0"),
         ("cutmix", cfg.optim.cutmix >= 0, ">= 0"),
         ("ema_decay", 0 < cfg.optim.ema_decay < 1, "(0, 1)"),

@@ -33,28 +33,31 @@ def random_translate(padded: torch.Tensor, size: tuple[int, int], pad: int, gen:
     """Crop each image of a reflect-padded batch at its own random offset in [0, 2*pad]."""
     n, c = padded.shape[:2]
     h, w = size
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (torch.arange(h)[None, :] + dy[:, None])[:, None, :, None]
-    cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :]
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    dev = padded.device
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(dev)
+    rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])[:, None, :, None]
+    cols = (torch.arange(w, device=dev)[None, :] + dx[:, None])[:, None, None, :]
+    return padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                  rows, cols]
 
 
 def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    mask = torch.rand(len(x), generator=gen) < 0.5
+    mask = (torch.rand(len(x), generator=gen, device=gen.device) < 0.5).to(x.device)
     return torch.where(mask[:, None, None, None], x.flip(-1), x)
 
 
 def random_cutout(x: torch.Tensor, side: int, fill: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Set a random ``side`` x ``side`` square (clipped at the border) of each image to ``fill`` (C,)."""
     n, _, h, w = x.shape
-    cy = torch.randint(0, h, (n,), generator=gen)[:, None]
-    cx = torch.randint(0, w, (n,), generator=gen)[:, None]
-    ys, xs = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    dev = x.device
+    cy = torch.randint(0, h, (n,), generator=gen, device=gen.device).to(dev)[:, None]
+    cx = torch.randint(0, w, (n,), generator=gen, device=gen.device).to(dev)[:, None]
+    ys, xs = torch.arange(h, device=dev)[None, :], torch.arange(w, device=dev)[None, :]
     in_y = (ys >= cy - side // 2) & (ys < cy - side // 2 + side)
     in_x = (xs >= cx - side // 2) & (xs < cx - side // 2 + side)
     mask = (in_y[:, :, None] & in_x[:, None, :])[:, None]
-    return torch.where(mask, fill.view(1, -1, 1, 1).to(x.dtype), x)
+    return torch.where(mask, fill.view(1, -1, 1, 1).to(device=dev, dtype=x.dtype), x)
 
 
 class BatchLoader:
@@ -67,13 +70,15 @@ class BatchLoader:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, drop_last: bool = False, rank: int = 0,
-                 world_size: int = 1, fill: np.ndarray | None = None):
+                 world_size: int = 1, fill: np.ndarray | None = None, device: str | torch.device | None = None):
+        # on a GPU the whole dataset lives in device memory and is augmented there: no host work per step
+        self.device = torch.device(device or "cpu")
         self.augment = augment or Augment()
-        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         self.size = tuple(images.shape[-2:])
         pad = self.augment.translate
-        self.padded = torch.from_numpy(_reflect_pad(np.asarray(images), pad)) if pad > 0 else None
-        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.padded = torch.from_numpy(_reflect_pad(np.asarray(images), pad)).to(self.device) if pad > 0 else None
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.epoch, self.rank, self.world_size = seed, 0, rank, world_size
         fill = np.zeros(images.shape[1]) if fill is None else fill
@@ -93,7 +98,7 @@ class BatchLoader:
             per_rank = math.ceil(n / self.world_size)
             idx = torch.cat([idx, idx[: per_rank * self.world_size - n]])  # pad by wrapping, like DistributedSampler
             idx = idx[self.rank :: self.world_size]
-        return idx
+        return idx.to(self.device)
 
     def __len__(self) -> int:
         n = math.ceil(len(self.labels) / self.world_size)
@@ -101,7 +106,7 @@ class BatchLoader:
 
     def __iter__(self):
         idx = self._indices()
-        gen = torch.Generator().manual_seed(self.seed * 7_919 + self.epoch * 31 + self.rank + 1)
+        gen = torch.Generator(device=self.device).manual_seed(self.seed * 7_919 + self.epoch * 31 + self.rank + 1)
         for b in range(len(self)):
             batch = idx[b * self.batch_size : (b + 1) * self.batch_size]
             yield self._augment(batch, gen), self.labels[batch]

@@ -31,17 +31,23 @@ class ImageDataModule(L.LightningDataModule):
     def steps_per_epoch(self, world_size: int = 1) -> int:
         return len(self._make_train(0, world_size))
 
-    def _make_train(self, rank: int, world_size: int) -> BatchLoader:
+    def _device(self):
+        """The GPU this process trains on, so the data can live there; None on a CPU."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else None
+        return device if device is not None and device.type == "cuda" else None
+
+    def _make_train(self, rank: int, world_size: int, device=None) -> BatchLoader:
         fill = np.array(self.mean) * 255.0
         drop_last = len(self.splits.train) // world_size > self.batch_size
         return BatchLoader(self.splits.train.images, self.splits.train.labels, self.batch_size, shuffle=True,
                            augment=self.augment, seed=self.seed, drop_last=drop_last, rank=rank,
-                           world_size=world_size, fill=fill)
+                           world_size=world_size, fill=fill, device=device)
 
     def train_dataloader(self) -> BatchLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        self._train = self._make_train(rank, world)
+        self._train = self._make_train(rank, world, self._device())
         if trainer is not None:
             self._train.set_epoch(trainer.current_epoch)
         return self._train
@@ -56,4 +62,5 @@ class ImageDataModule(L.LightningDataModule):
             return []
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return BatchLoader(val.images, val.labels, self.eval_batch_size, rank=rank, world_size=world)
+        return BatchLoader(val.images, val.labels, self.eval_batch_size, rank=rank, world_size=world,
+                           device=self._device())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from imgclf.data.loader import Augment
 from imgclf.errors import ImgclfError
 from imgclf.runs import environment, find_run, members, new_run_dir, read_json, slug, write_json
 from imgclf.training import recipes
+from imgclf.training.distributed import is_writer, threads_per_process
 
 log = logging.getLogger("imgclf")
 
@@ -167,12 +169,18 @@ def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=False))
-    gpu = hp["accelerator"] == "gpu" or (hp["accelerator"] == "auto" and torch.cuda.is_available())
+    gpu = _accelerator(hp["accelerator"]) == "gpu"
+    strategy = "ddp" if hp["strategy"] == "auto" and hp["devices"] * hp["num_nodes"] > 1 else hp["strategy"]
     return L.Trainer(max_epochs=hp["epochs"], accelerator="gpu" if gpu else "cpu", devices=hp["devices"],
+                     num_nodes=hp["num_nodes"], strategy=strategy,
                      precision="bf16-mixed" if gpu else "32-true", logger=False, callbacks=callbacks,
                      enable_progress_bar=_interactive(hp), enable_model_summary=False, num_sanity_val_steps=0,
                      use_distributed_sampler=False, log_every_n_steps=max(1, min(50, steps_per_epoch)),
                      default_root_dir=run_dir)
+
+
+def _accelerator(name: str) -> str:
+    return "gpu" if name == "gpu" or (name == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 def _interactive(hp: dict) -> bool:
@@ -232,7 +240,8 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
     last = run_dir / "checkpoints" / "last.ckpt"
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+        fit_module = torch.compile(module) if hp["compile"] else module
+        trainer.fit(fit_module, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
     except BaseException:
         info["status"] = "interrupted"
         write_json(run_dir / "run.json", info)
@@ -301,7 +310,7 @@ def _val_score(trainer) -> float | None:
 def _resume_overrides(cfg: Config) -> dict:
     """Keys a resumed run may change: more epochs, and how it runs (threads, devices, progress)."""
     flat, defaults = cfg.flat(), Config().flat()
-    allowed = ("epochs", "threads", "accelerator", "devices", "progress")
+    allowed = ("epochs", "threads", "accelerator", "devices", "num_nodes", "strategy", "progress")
     return {k: flat[k] for k in allowed if flat[k] != defaults[k]}
 
 
@@ -344,12 +353,16 @@ def train(config: str | Path | None = None, *, resume: str | Path | None = None,
     _quiet_lightning()
     cfg = load_config(config, overrides)
     check_names(cfg)
-    set_threads(cfg.train.threads)
+    set_threads(threads_per_process(cfg.train.threads, cfg.train.devices, _accelerator(cfg.train.accelerator)))
     if resume is not None:
         return _resume(resume, cfg, overrides)
     ds = build_dataset(cfg)
     default_name = f"{slug(cfg.data.dataset)}-{cfg.model.model or 'default'}"
-    run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name, default_name, cfg.train.overwrite)
+    if is_writer():
+        run_dir = new_run_dir(cfg.train.runs_dir, cfg.train.name, default_name, cfg.train.overwrite)
+    else:  # another DDP process: it trains alongside rank 0 and writes only into a scratch folder
+        run_dir = _scratch() / "run"
+        run_dir.mkdir()
     if cfg.train.seeds == 1:
         return TrainResult(run_dir, train_one(cfg, ds, run_dir, cfg.train.seed))
     seeds = [cfg.train.seed + i for i in range(cfg.train.seeds)]
@@ -380,9 +393,24 @@ def _train_group(cfg: Config, ds: Dataset, run_dir: Path, seeds: list[int], resu
     return summarize_group(run_dir, results)
 
 
+def _scratch() -> Path:
+    """A temporary folder removed when the process exits."""
+    import atexit
+    import shutil
+
+    path = Path(tempfile.mkdtemp(prefix="imgclf-rank-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def _resume(resume: str | Path, cfg: Config, overrides: dict) -> TrainResult:
     run_dir = find_run(resume, cfg.train.runs_dir)
-    extra = set(overrides) - {"epochs", "threads", "accelerator", "devices", "progress", "runs_dir", "data_dir"}
+    if not is_writer():  # another DDP process: read a copy, so that only rank 0 writes into the run
+        import shutil
+
+        run_dir = Path(shutil.copytree(run_dir, _scratch() / run_dir.name))
+    extra = set(overrides) - {"epochs", "threads", "accelerator", "devices", "num_nodes", "strategy", "progress",
+                              "runs_dir", "data_dir"}
     if extra:
         raise ImgclfError(f"--resume continues a run with its own config; cannot change: {', '.join(sorted(extra))}")
     first = members(run_dir)[0] if (run_dir / "group.json").is_file() else run_dir

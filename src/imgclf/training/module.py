@@ -114,14 +114,15 @@ class ClassifierModule(L.LightningModule):
         rate = self._seen / max(time.perf_counter() - self._t0, 1e-9)
         acc = (logits.argmax(1) == y).float().mean()
         self.log_dict({"train_loss": loss, "train_acc": acc}, prog_bar=True, on_step=True, on_epoch=True,
-                      batch_size=len(y))
+                      batch_size=len(y), sync_dist=self.trainer.world_size > 1)
         self.log("img_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
         elapsed = time.perf_counter() - self._t0
-        self.log("epoch_seconds", elapsed, on_epoch=True, sync_dist=False)
-        self.log("train_images_per_s", self._seen * self.trainer.world_size / max(elapsed, 1e-9), on_epoch=True)
+        self.log("epoch_seconds", elapsed, on_epoch=True, sync_dist=self.trainer.world_size > 1, reduce_fx="max")
+        self.log("train_images_per_s", self._seen * self.trainer.world_size / max(elapsed, 1e-9), on_epoch=True,
+                 sync_dist=self.trainer.world_size > 1)
 
     # evaluation (validation and test share one step) -------------------------------------------------------
     def _eval_step(self, batch, stage: str):
