@@ -409,13 +409,15 @@ def _resume(resume: str | Path, cfg: Config, overrides: dict) -> TrainResult:
         import shutil
 
         run_dir = Path(shutil.copytree(run_dir, _scratch() / run_dir.name))
-    extra = set(overrides) - {"epochs", "threads", "accelerator", "devices", "num_nodes", "strategy", "progress",
-                              "runs_dir", "data_dir"}
-    if extra:
-        raise ImgclfError(f"--resume continues a run with its own config; cannot change: {', '.join(sorted(extra))}")
     first = members(run_dir)[0] if (run_dir / "group.json").is_file() else run_dir
     saved = read_yaml(first / "config.yaml") if (first / "config.yaml").is_file() else \
         read_json(run_dir / "group.json")["config"]
+    may_change = {"epochs", "threads", "accelerator", "devices", "num_nodes", "strategy", "progress", "runs_dir",
+                  "data_dir"}
+    extra = {k for k, v in overrides.items()
+             if k not in may_change and from_flat({k: v}).flat()[k.replace("-", "_")] != saved.get(k.replace("-", "_"))}
+    if extra:
+        raise ImgclfError(f"--resume continues a run with its own config; cannot change: {', '.join(sorted(extra))}")
     base = load_config(overrides={k: v for k, v in saved.items()
                                   if k in Config().flat() and k not in ("seeds",)})
     base = base.replace(**{k: v for k, v in overrides.items() if k != "runs_dir"})
