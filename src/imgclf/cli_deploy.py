@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,19 +30,29 @@ def predict(source: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
             backend: Annotated[str | None, typer.Option(help="torch | onnx (default: what the file is)")] = None,
             max_pixels: Annotated[int | None, typer.Option(help="reject larger images")] = None,
             glob: Annotated[str, typer.Option(help="file pattern inside folders")] = "*",
+            out: Annotated[Path | None, typer.Option(help="append JSON lines to this file (streams; for big folders)")
+                           ] = None,
+            resume: Annotated[bool, typer.Option("--resume", help="with --out: skip the images already written")
+                              ] = False,
             runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs") -> None:
     """Predict the class of new images; unreadable files are reported one per line and the rest go on."""
     from imgclf.cli import _table
     from imgclf.errors import ImgclfError
-    from imgclf.infer.predict import Predictor, expand_inputs
+    from imgclf.infer.predict import Predictor, iter_inputs
 
     if json_out and csv_out:
         raise ImgclfError("choose one of --json and --csv")
+    if resume and out is None:
+        raise ImgclfError("--resume needs --out FILE (the results written so far)")
     predictor = Predictor(source, tta=tta, batch_size=batch_size, max_pixels=max_pixels, runs_dir=runs_dir,
                           backend=backend)
+    inputs = iter_inputs(images, glob)
+    if out is not None:
+        failures = _predict_to_file(predictor, inputs, out, resume, top_k)
+        raise typer.Exit(1 if failures else 0)
     writer = _csv_writer(top_k) if csv_out else None
     failures, rows = 0, []
-    for result in predictor.iter_predict(expand_inputs(images, glob), top_k=top_k):
+    for result in predictor.iter_predict(inputs, top_k=top_k):
         failures += "error" in result
         if "error" in result:
             print(f"error: {result['error']}", file=sys.stderr)
@@ -56,6 +67,52 @@ def predict(source: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
         _table(rows, [("input", "image")] + [(f"top{i + 1}", f"top {i + 1}") for i in range(min(top_k, 10))])
     if failures:
         raise typer.Exit(1)
+
+
+def _predict_to_file(predictor, inputs, out: Path, resume: bool, top_k: int) -> int:
+    """Stream results to ``out`` as JSON lines; with ``resume``, skip as many inputs as complete lines written.
+
+    Inputs come in a stable sorted order, so the first N inputs are the N already written; the last written
+    line is checked against the N-th input so that a changed folder is refused rather than mislabelled.
+    """
+    from collections import deque
+    from itertools import islice
+
+    from imgclf.errors import ImgclfError
+
+    done, last = _written(out) if resume else (0, None)
+    if done:
+        deque(islice(inputs, done - 1), maxlen=0)  # consume without keeping: memory stays flat
+        nth = next(inputs, None)
+        if nth is None or str(nth) != last:
+            raise ImgclfError(f"{out}: its {done} results do not match the first {done} inputs; "
+                              "use a new --out file")
+        print(f"resuming: {done} images already in {out}", file=sys.stderr)
+    failures = 0
+    with open(out, "a" if resume else "w") as f:
+        for i, result in enumerate(predictor.iter_predict(inputs, top_k=top_k), start=1):
+            failures += "error" in result
+            f.write(json.dumps(result) + "\n")
+            if i % predictor.batch_size == 0:
+                f.flush()
+    return failures
+
+
+def _written(out: Path) -> tuple[int, str | None]:
+    """(complete JSON lines in ``out``, the input of the last one); a torn last line is cut off."""
+    if not out.is_file():
+        return 0, None
+    count, last, good_bytes = 0, None, 0
+    with open(out, "rb") as f:
+        for line in f:
+            try:
+                last = json.loads(line)["input"]
+            except (ValueError, KeyError):
+                break
+            count, good_bytes = count + 1, good_bytes + len(line)
+    with open(out, "r+b") as f:
+        f.truncate(good_bytes)
+    return count, last
 
 
 def _csv_writer(top_k: int) -> csv.DictWriter:

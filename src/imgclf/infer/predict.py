@@ -12,6 +12,7 @@ Examples:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,19 +36,31 @@ def is_url(item: object) -> bool:
     return isinstance(item, str) and item.lower().startswith(URL_PREFIXES)
 
 
-def expand_inputs(items: Iterable[str | Path], pattern: str = "*") -> list[str | Path]:
-    """Files and URLs as given, and the image files of folders (recursive, filtered by the glob ``pattern``)."""
-    out: list[str | Path] = []
+def iter_inputs(items: Iterable[str | Path], pattern: str = "*") -> Iterator[str | Path]:
+    """Files and URLs as given, and the image files of folders, streamed in a stable (sorted) order.
+
+    Folders are walked one directory at a time, so a folder of a million images never sits in memory at once.
+    """
+    import fnmatch
+
     for item in items:
         if is_url(item):
-            out.append(item)
+            yield item
             continue
         p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.rglob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-        else:
-            out.append(p)
-    return out
+        if not p.is_dir():
+            yield p
+            continue
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            for name in sorted(files):
+                if Path(name).suffix.lower() in IMAGE_EXTENSIONS and fnmatch.fnmatch(name, pattern):
+                    yield Path(root) / name
+
+
+def expand_inputs(items: Iterable[str | Path], pattern: str = "*") -> list[str | Path]:
+    """``iter_inputs`` as a list."""
+    return list(iter_inputs(items, pattern))
 
 
 def fetch_url(url: str, max_bytes: int = MAX_URL_BYTES, timeout: float = URL_TIMEOUT) -> bytes:
