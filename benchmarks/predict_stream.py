@@ -50,7 +50,8 @@ def measure(run: str, folder: Path, out: Path) -> dict:
     subprocess.run(cmd, check=True, capture_output=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     seconds = time.perf_counter() - start
-    n = sum(1 for _ in open(out))
+    with open(out) as f:
+        n = sum(1 for _ in f)
     return {"images": n, "seconds": round(seconds, 1), "images_per_s": round(n / seconds, 1),
             "peak_rss_mib": round(max(peak, before) / 1024, 1)}
 
