@@ -40,6 +40,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="independent runs (seed 0..N-1)")
     p.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe (for a quick check)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     return p
 
 
@@ -48,10 +49,17 @@ def mean_std(values: list[float]) -> dict:
     return {"mean": round(statistics.mean(values), 4), "std": round(std, 4), "runs": [round(v, 4) for v in values]}
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run_seeds(label: str, seeds: int, **overrides) -> dict:
     """Train + evaluate ``seeds`` runs of the default recipe; wall time per run includes data loading and testing."""
     import imgclf
 
+    if overrides.get("threads") is None:
+        overrides.pop("threads", None)
+    load_before = load_average()
     accs, walls, rates, epochs = [], [], [], []
     with tempfile.TemporaryDirectory() as runs_dir:
         for seed in range(seeds):
@@ -65,7 +73,7 @@ def run_seeds(label: str, seeds: int, **overrides) -> dict:
             epochs.append(len(rows))
             print(f"[{label}] seed {seed}: accuracy {accs[-1]:.4f} in {walls[-1]:.1f} s", file=sys.stderr, flush=True)
     return {"accuracy": mean_std(accs), "wall_seconds": mean_std(walls), "train_images_per_s": mean_std(rates),
-            "epochs": epochs[0], "config": overrides}
+            "epochs": epochs[0], "config": overrides, "load_average_before_after": [load_before, load_average()]}
 
 
 def emit(name: str, results: dict) -> None:

@@ -12,6 +12,7 @@ if __name__ == "__main__":
     args = p.parse_args()
     data = str(args.data / "cifar-10-mini")
     extra = {"epochs": args.epochs} if args.epochs else {}
+    extra["threads"] = args.threads
     results = {}
     if args.only in (None, "ten"):
         results["ten_class"] = run_seeds("c10mini", args.seeds, dataset="cifar10", data_dir=data, **extra)

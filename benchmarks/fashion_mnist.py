@@ -8,5 +8,6 @@ from _common import emit, parser, run_seeds
 if __name__ == "__main__":
     args = parser(__doc__).parse_args()
     extra = {"epochs": args.epochs} if args.epochs else {}
+    extra["threads"] = args.threads
     emit("fashion-mnist", {"default": run_seeds("fashion", args.seeds, dataset="fashion-mnist",
                                                 data_dir=str(args.data / "fashion-mnist"), **extra)})

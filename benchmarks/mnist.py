@@ -9,6 +9,7 @@ if __name__ == "__main__":
     args = parser(__doc__).parse_args()
     data = str(args.data / "mnist")
     extra = {"epochs": args.epochs} if args.epochs else {}
+    extra["threads"] = args.threads
     emit("mnist", {"default": run_seeds("mnist", args.seeds, dataset="mnist", data_dir=data, **extra),
                    "lenet5": run_seeds("mnist-lenet5", args.seeds, dataset="mnist", data_dir=data, model="lenet5",
                                        **extra)})

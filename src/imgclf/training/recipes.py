@@ -23,7 +23,7 @@ def dataset_recipe(family: str, n_train: int, image_size: int) -> dict[str, Any]
     if family in ("cifar10", "cifar100"):
         big = n_train >= 20_000
         return {"model": "resnet-fast", "batch_size": 1024 if big else 256, "flip": True, "translate": 2,
-                "cutout": 0, "tta": True, "epochs": _epochs_for(n_train, 185_000, 10 if family == "cifar10" else 15,
+                "cutout": 0, "tta": True, "epochs": _epochs_for(n_train, 140_000, 10 if family == "cifar10" else 15,
                                                                    60)}
     if family == "mnist":
         return {"model": "resnet-fast", "width": 0.5, "batch_size": 256, "flip": False, "translate": 2, "cutout": 0,
