@@ -17,6 +17,10 @@ def test_iter_inputs_walks_folders_in_sorted_order_lazily(tmp_path):
     assert next(stream) == tmp_path / "a" / "1.jpg"  # a generator: the walk has not listed everything yet
     assert [p.relative_to(tmp_path).as_posix() for p in stream] == ["a/2.png", "b/1.jpg", "b/2.png"]
     assert [p.name for p in iter_inputs([tmp_path], "*.png")] == ["2.png", "2.png"]
+    (tmp_path / "a" / "0deeper").mkdir()
+    (tmp_path / "a" / "0deeper" / "9.png").write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in iter_inputs([tmp_path / "a"])] == \
+        sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "a").rglob("*.*") if p.suffix != ".txt")
 
 
 def test_predict_out_resumes_after_an_interruption(trained_run, tmp_path, capsys):

@@ -51,11 +51,19 @@ def iter_inputs(items: Iterable[str | Path], pattern: str = "*") -> Iterator[str
         if not p.is_dir():
             yield p
             continue
-        for root, dirs, files in os.walk(p):
-            dirs.sort()
-            for name in sorted(files):
-                if Path(name).suffix.lower() in IMAGE_EXTENSIONS and fnmatch.fnmatch(name, pattern):
-                    yield Path(root) / name
+        yield from _walk_sorted(p, lambda name: Path(name).suffix.lower() in IMAGE_EXTENSIONS
+                                and fnmatch.fnmatch(name, pattern))
+
+
+def _walk_sorted(folder: Path, keep) -> Iterator[Path]:
+    """Files under ``folder`` in path order (as ``sorted(rglob)``), holding one directory listing at a time."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():
+            yield from _walk_sorted(Path(entry.path), keep)
+        elif entry.is_file() and keep(entry.name):
+            yield Path(entry.path)
 
 
 def expand_inputs(items: Iterable[str | Path], pattern: str = "*") -> list[str | Path]:
