@@ -155,7 +155,8 @@ def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
     mode = "min" if monitor == "val_loss" else "max"
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                  save_last=monitor is None, save_top_k=1, enable_version_counter=False),
-                 EpochLog(run_dir / "metrics.csv", n_train, total_epochs=hp["epochs"], verbose=not _interactive(hp))]
+                 EpochLog(run_dir / "metrics.csv", n_train, total_epochs=hp["epochs"],
+                          verbose=bool(hp.get("progress")) and not _interactive(hp))]  # a line per epoch in logs
     if monitor is not None:  # Lightning >= 2.6 writes save_last only when the best improves; resume needs the latest
         callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                                          enable_version_counter=False))
