@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from imgclf.data.clean import CleanOptions, scan
-from imgclf.data.duplicates import Finding, Item, find_groups, group_findings
+from imgclf.data.duplicates import Copies, Item, find_copies, group_findings
 from imgclf.data.hashing import close_pairs, dhash, gray64, hamming, phash, similarity, view_hashes
 from imgclf.data.quarantine import apply, read_manifest, restore
 from imgclf.errors import ImgclfError
@@ -184,17 +184,16 @@ def test_leaks_and_label_conflicts(tmp_path):
     write(tmp_path, "train/b/conflict.jpg", (tmp_path / "train/a/img2.jpg").read_bytes())
     result = scan(tmp_path)
     assert result.split_layout
-    found = {(f.file, f.kind): f.duplicate_of for f in result.findings}
-    assert found == {
-        ("test/a/leak_exact.jpg", "leak"): "train/a/img1.jpg",
-        ("test/b/leak_near.jpg", "leak"): "train/a/img1.jpg",
-        ("test/b/leak_near.jpg", "label_conflict"): "train/a/img1.jpg",
-        ("test/a/leak_exact.jpg", "label_conflict"): "test/b/leak_near.jpg",
-        ("train/a/img1.jpg", "label_conflict"): "test/b/leak_near.jpg",
-        ("train/b/conflict.jpg", "exact_duplicate"): "train/a/img2.jpg",
-        ("train/b/conflict.jpg", "label_conflict"): "train/a/img2.jpg",
-        ("train/a/img2.jpg", "label_conflict"): "train/b/conflict.jpg",
-    }
+    found = {(f.file, f.kind): f.duplicate_of for f in result.findings if f.kind != "label_conflict"}
+    assert found == {("test/a/leak_exact.jpg", "leak"): "train/a/img1.jpg",
+                     ("test/b/leak_near.jpg", "leak"): "train/a/img1.jpg",
+                     ("train/b/conflict.jpg", "exact_duplicate"): "train/a/img2.jpg"}
+    conflicts = {f.file: f.duplicate_of for f in result.findings if f.kind == "label_conflict"}
+    # the matched pair across classes a and b: the near leak with one of the two class-a copies, and the conflict
+    assert conflicts.pop("test/b/leak_near.jpg") in ("train/a/img1.jpg", "test/a/leak_exact.jpg")
+    assert conflicts.pop("train/b/conflict.jpg") == "train/a/img2.jpg"
+    assert conflicts.pop("train/a/img2.jpg") == "train/b/conflict.jpg"
+    assert list(conflicts.values()) == ["test/b/leak_near.jpg"]
     leak = next(f for f in result.findings if f.file == "test/a/leak_exact.jpg")
     assert "exact" in leak.detail
 
@@ -203,12 +202,26 @@ def test_group_findings_keeps_the_training_copy_with_most_pixels():
     g = np.stack([gray64(synth(0, s)) for s in ((96, 72), (192, 144), (96, 72))])
     items = [Item("train/x/small.jpg", "train", "x", 96 * 72), Item("test/x/big.jpg", "test", "x", 192 * 144),
              Item("train/x/big.jpg", "train", "x", 192 * 144)]
-    groups = find_groups(np.stack([view_hashes(x) for x in g]), g)
-    assert groups == [[0, 1, 2]]
-    found = group_findings(groups, items, g, lambda idx: {i: "same" if i else "other" for i in idx})
-    assert found == [Finding("train/x/small.jpg", "near_duplicate", found[0].detail, "train/x/big.jpg"),
-                     Finding("test/x/big.jpg", "leak", "test image is an exact copy of a training image",
-                             "train/x/big.jpg")]
+    copies = find_copies(np.stack([view_hashes(x) for x in g]), g)
+    assert copies.groups == [[0, 1, 2]] and all(s >= 0.9 for s in copies.edges.values())
+    found = group_findings(copies, items, lambda idx: {i: "same" if i else "other" for i in idx})
+    assert [(f.file, f.kind, f.duplicate_of) for f in found] == [
+        ("train/x/small.jpg", "near_duplicate", "train/x/big.jpg"),
+        ("test/x/big.jpg", "leak", "train/x/big.jpg")]
+    assert found[1].detail == "test image is an exact copy of a training image"
+
+
+def test_findings_name_the_directly_matched_copy_and_conflicts_come_from_pairs():
+    # a chain 0 - 1 - 2 where 0 and 2 were never matched directly; 2 sits in another class
+    items = [Item("a/0.jpg", label="a", pixels=100), Item("a/1.jpg", label="a", pixels=50),
+             Item("b/2.jpg", label="b", pixels=50)]
+    copies = Copies([[0, 1, 2]], {(0, 1): 0.9, (1, 2): 0.8})
+    found = group_findings(copies, items, lambda idx: {i: str(i) for i in idx})
+    assert [(f.file, f.kind, f.duplicate_of) for f in found] == [
+        ("a/1.jpg", "near_duplicate", "a/0.jpg"), ("b/2.jpg", "near_duplicate", "a/1.jpg"),
+        ("a/1.jpg", "label_conflict", "b/2.jpg"), ("b/2.jpg", "label_conflict", "a/1.jpg")]
+    assert found[1].detail == "near copy (similarity 0.80)"
+    assert Copies.from_keys(["x", "y", "x", "x"]).groups == [[0, 2, 3]]
 
 
 def test_scan_errors(tmp_path):

@@ -65,7 +65,7 @@ def _fmt(value: Any) -> str:
 # datasets / models ----------------------------------------------------------------------------------------------
 
 @app.command()
-def datasets(data_dir: Annotated[Optional[str], typer.Option(help="also look in this folder")] = None) -> None:
+def datasets(data_dir: Annotated[str | None, typer.Option(help="also look in this folder")] = None) -> None:
     """List the datasets imgclf knows, where it looks for them, and whether a local copy is present."""
     from imgclf.data import list_datasets
 
@@ -100,12 +100,12 @@ def _train_command():
     """Build ``train`` with one option per config key, so the CLI, YAML and Python never drift apart."""
     params = [
         inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[list[str]], typer.Argument(help="key=value overrides",
+                          annotation=Annotated[list[str] | None, typer.Argument(help="key=value overrides",
                                                                                    show_default=False)]),
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[Path], typer.Option(help="YAML config file")]),
+                          annotation=Annotated[Path | None, typer.Option(help="YAML config file")]),
         inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[str], typer.Option(
+                          annotation=Annotated[str | None, typer.Option(
                               help="continue a stopped run (folder or name) from its last checkpoint")]),
     ]
     for key, tp, _default, help_text, _choices in fields_info():
@@ -157,7 +157,7 @@ def _print_metrics(metrics: dict, run_dir: Path) -> None:
 
 @app.command()
 def evaluate(run: Annotated[str, typer.Argument(help="run folder or name")],
-             data_dir: Annotated[Optional[str], typer.Option(help="where the dataset files are")] = None,
+             data_dir: Annotated[str | None, typer.Option(help="where the dataset files are")] = None,
              runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs") -> None:
     """Evaluate a run on its recorded test split; writes metrics.json, per_class.csv, confusion_matrix.png."""
     from imgclf.evaluation.evaluate import evaluate as run_evaluate
@@ -172,9 +172,9 @@ def predict(source: Annotated[str, typer.Argument(help="run folder, run name or 
             images: Annotated[list[str], typer.Argument(help="image files or folders")],
             top_k: Annotated[int, typer.Option(help="labels to show per image")] = 3,
             json_out: Annotated[bool, typer.Option("--json", help="print one JSON line per image")] = False,
-            tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="mirror test-time augmentation")] = None,
+            tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="mirror test-time augmentation")] = None,
             batch_size: Annotated[int, typer.Option(help="images per forward pass")] = 64,
-            max_pixels: Annotated[Optional[int], typer.Option(help="reject larger images")] = None,
+            max_pixels: Annotated[int | None, typer.Option(help="reject larger images")] = None,
             glob: Annotated[str, typer.Option(help="file pattern inside folders")] = "*",
             runs_dir: Annotated[str, typer.Option(help="folder of run folders")] = "runs") -> None:
     """Predict the class of new images; unreadable files are reported one per line and the rest go on."""

@@ -33,7 +33,7 @@ from imgclf.data.duplicates import (
     DEFAULT_MIN_SIMILARITY,
     Finding,
     Item,
-    find_groups,
+    find_copies,
     group_findings,
     keeper_order,
 )
@@ -243,14 +243,14 @@ def _copies(items: list[Item], grays: list[bytes], hashes: list[bytes], paths: d
     gray = np.frombuffer(b"".join(grays), np.uint8).reshape(-1, GRAY_SIDE, GRAY_SIDE)
     hash_arr = np.frombuffer(b"".join(hashes), np.uint64).reshape(-1, len(VIEWS))
     max_distance = options.max_distance if options.near else -1
-    groups = find_groups(hash_arr, gray, max_distance, options.min_similarity)
+    copies = find_copies(hash_arr, gray, max_distance, options.min_similarity)
 
     def exact_keys(indices: list[int]) -> dict[int, str]:
         jobs = [(paths[items[i].id], options.max_pixels) for i in indices]
         digests = pmap(pixel_digest, jobs, options.workers, progress and len(jobs) > 200, "comparing copies")
         return dict(zip(indices, digests, strict=True))
 
-    findings = group_findings(groups, items, gray, exact_keys)
+    findings = group_findings(copies, items, exact_keys)
     if not options.near:  # without near duplicates only exact copies count
         findings = [f for f in findings if f.kind != "near_duplicate" and "near copy" not in f.detail]
-    return [[items[i].id for i in keeper_order(g, items)] for g in groups], findings
+    return [[items[i].id for i in keeper_order(g, items)] for g in copies.groups], findings
