@@ -378,3 +378,9 @@ def test_planted_real_photos_all_found_few_false_alarms(tmp_path):
           f"{len(false_alarms)}/{len(key['clean'])}: {false_alarms}")
     assert missed == []
     assert len(false_alarms) <= 0.01 * len(key["clean"])
+
+
+def test_unreadable_file_is_reported_not_fatal(tmp_path):
+    from imgclf.data.clean import inspect_file
+
+    assert inspect_file((str(tmp_path / "gone.jpg"), 10**6))["problem"] == "corrupt"

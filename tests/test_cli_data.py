@@ -94,7 +94,7 @@ def test_collect_from_a_local_server(tmp_path, capsys):
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a: None
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{httpd.server_address[1]}/img"
         (tmp_path / "urls.csv").write_text("url,label\n" + "".join(f"{base}/{k}.jpg,c{k % 2}\n" for k in range(3))

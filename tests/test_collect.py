@@ -101,7 +101,7 @@ class _QuietServer(ThreadingHTTPServer):
 def server():
     _Handler.hits, _Handler.agents, _Handler.flaky_left = [], [], [1]
     httpd = _QuietServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

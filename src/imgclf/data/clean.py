@@ -128,17 +128,19 @@ def split_and_label(rel: str, split_layout: bool) -> tuple[str, str]:
 def inspect_file(job: tuple[str, int]) -> dict:
     """Check and fingerprint one file; returns a small dict (``problem`` set when it cannot be used)."""
     path, max_pixels = job
-    p = Path(path)
-    rec: dict = {"bytes": p.stat().st_size}
+    try:
+        rec: dict = {"bytes": Path(path).stat().st_size}
+        with open(path, "rb") as f:
+            magic = sniff(f.read(SNIFF_BYTES))
+    except OSError as exc:  # vanished, unreadable (permissions), a broken link
+        return {"bytes": 0, "problem": "corrupt", "detail": f"cannot read the file ({exc.strerror or exc})"}
     if rec["bytes"] == 0:
         return {**rec, "problem": "empty", "detail": "empty file (0 bytes)"}
-    with open(p, "rb") as f:
-        magic = sniff(f.read(SNIFF_BYTES))
     # a truncated file must fail here, whatever the caller set; the pixel limit is checked below, with a clear message
     flags = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
     ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None
     try:
-        return {**rec, **_decode_fingerprint(p, max_pixels)}
+        return {**rec, **_decode_fingerprint(Path(path), max_pixels)}
     except UnidentifiedImageError:
         if magic:
             return {**rec, "problem": "corrupt", "detail": f"starts like a {magic[1:].upper()} but cannot be read"}

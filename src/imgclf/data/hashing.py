@@ -131,7 +131,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def close_pairs(hashes: np.ndarray, max_distance: int, block: int = 256) -> np.ndarray:
+def close_pairs(hashes: np.ndarray, max_distance: int, block: int = 64) -> np.ndarray:
     """Index pairs (i, j), i < j, sorted, where a view of one image is within ``max_distance`` bits of the other.
 
     Args:
