@@ -167,6 +167,12 @@ def test_collect_labels_from_csv_column_and_url_folder(server, tmp_path):
     (lists / "tanks.txt").write_text(f"{server}/a.jpg\n")
     (lists / "cars.txt").write_text(f"{server}/b.png\n")
     assert {t.label for t in read_targets(str(lists))} == {"tanks", "cars"}
+    (tmp_path / "urls.txt").write_text(f"{server}/a.jpg tanks\n# a comment\n{server}/b.png  main tanks\n")
+    assert [t.label for t in read_targets(str(tmp_path / "urls.txt"), label_from="column")] == ["tanks",
+                                                                                              "main tanks"]
+    (tmp_path / "bare.txt").write_text(f"{server}/a.jpg\n")
+    with pytest.raises(ImgclfError, match="needs labels"):
+        read_targets(str(tmp_path / "bare.txt"), label_from="column")
     with pytest.raises(ImgclfError, match="no column 'klass'"):
         read_targets(str(tmp_path / "urls.csv"), label_from="column", label_column="klass")
     with pytest.raises(ImgclfError, match="accepted: column, folder, list"):

@@ -241,7 +241,13 @@ def _copies(items: list[Item], grays: list[bytes], hashes: list[bytes], paths: d
     gray = np.frombuffer(b"".join(grays), np.uint8).reshape(-1, GRAY_SIDE, GRAY_SIDE)
     hash_arr = np.frombuffer(b"".join(hashes), np.uint64).reshape(-1, len(VIEWS))
     max_distance = options.max_distance if options.near else -1
-    copies = find_copies(hash_arr, gray, max_distance, options.min_similarity)
+    if progress:
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"looking for copies among {len(items):,} images"):
+            copies = find_copies(hash_arr, gray, max_distance, options.min_similarity)
+    else:
+        copies = find_copies(hash_arr, gray, max_distance, options.min_similarity)
 
     def exact_keys(indices: list[int]) -> dict[int, str]:
         jobs = [(paths[items[i].id], options.max_pixels) for i in indices]

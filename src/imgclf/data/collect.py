@@ -1,6 +1,6 @@
 """Download images from a URL list, a CSV of url,label, or a public JSON listing: politely, safely, resumably.
 
-    imgclf data collect urls.txt --out photos/                          # one URL per line
+    imgclf data collect urls.txt --out photos/                          # one URL per line ("URL LABEL" too)
     imgclf data collect urls.csv --out photos/ --label-from column      # CSV url,label: photos/LABEL/...
     imgclf data collect lists/ --out photos/                            # lists/tanks.txt, lists/cars.txt
     imgclf data collect listing:https://www.reddit.com/r/TankPorn/top.json?t=all --out photos/tanks --limit 500
@@ -258,9 +258,13 @@ def _read_list(path: Path, label_from: str | None, label_column: str) -> list[Ta
             if label_from == "column" and label_column not in fields:
                 raise ImgclfError(f"{path}: no column {label_column!r} for the labels; columns: {', '.join(fields)}")
             rows = [(r.get(url_key) or "", r.get(label_column) or "") for r in reader]
-    else:
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        rows = [(ln.split()[0], "") for ln in lines if ln and not ln.startswith("#")]
+    else:  # one URL per line, optionally followed by a label: "https://... tanks"
+        lines = [ln.split(maxsplit=1) for ln in path.read_text().splitlines() if ln.strip()]
+        rows = [(parts[0], parts[1].strip() if len(parts) > 1 else "") for parts in lines
+                if not parts[0].startswith("#")]
+        if label_from == "column" and not any(label for _, label in rows):
+            raise ImgclfError(f"{path}: --label-from column needs labels: a CSV with a {label_column!r} column, "
+                              "or 'URL LABEL' lines")
     out = []
     for url, column_label in rows:
         url = url.strip()
@@ -276,7 +280,8 @@ def read_targets(source: str, label_from: str | None = None, label_column: str =
                  ) -> list[Target]:
     """The (url, label) pairs of a source: ``listing:URL``, a .txt/.csv file, or a folder of such lists.
 
-    ``label_from``: ``column`` (a CSV column, default ``label``), ``folder`` (the URL's parent folder, e.g.
+    ``label_from``: ``column`` (a CSV column, default ``label``, or the word after the URL on a line of a .txt
+    list), ``folder`` (the URL's parent folder, e.g.
     .../tanks/001.jpg -> tanks), ``list`` (the list file's name; the default for a folder of lists), or None.
     """
     if label_from is not None and label_from not in LABEL_FROM:
