@@ -23,11 +23,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from imgclf.cli_data import data_app
 from imgclf.config import fields_info
 
 app = typer.Typer(help="From a pile of images to a trained, understood and deployed image classifier.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+app.add_typer(data_app, name="data")
 
 _STATE = {"debug": False}
 
