@@ -6,7 +6,8 @@ uploaded is ever written to disk.
 Examples:
     >>> from imgclf.infer.predict import Predictor  # doctest: +SKIP
     >>> from imgclf.evaluation.explain import Explainer  # doctest: +SKIP
-    >>> out = classify_upload(Predictor("runs/c10"), Explainer("runs/c10"), "cat.jpg", open("cat.jpg", "rb").read())
+    >>> p, ex = Predictor("runs/c10"), Explainer("runs/c10")  # doctest: +SKIP
+    >>> out = classify_upload(p, ex, "cat.jpg", open("cat.jpg", "rb").read())  # doctest: +SKIP
     >>> out.label, out.top_k[0]["probability"]  # doctest: +SKIP
     ('cat', 0.91)
 """
@@ -32,7 +33,7 @@ class Classified:
     image: Image.Image | None = None  # what the page shows (at most 512 px)
     overlay: Image.Image | None = None  # Grad-CAM (or saliency) of the predicted class on ``image``
     error: str | None = None
-    predict_seconds: float = 0.0  # decode + preprocess + model (with the run's TTA)
+    predict_seconds: float = 0.0  # check + decode + preprocess + model (with the run's TTA)
     explain_seconds: float = 0.0
 
     @property
@@ -40,44 +41,41 @@ class Classified:
         return self.top_k[0]["label"] if self.top_k else None
 
 
-def _explain(explainer, array: np.ndarray, shown: Image.Image, target: int, method: str, crop_fraction: float):
+def _classify(predictor, explainer, name: str, array: np.ndarray, shown: Image.Image, crop_fraction: float,
+              top_k: int, method: str) -> Classified:
+    """Top-k of a preprocessed array (the run's TTA) and the heat map of the predicted class drawn on ``shown``."""
     from imgclf.evaluation.explain import overlay, to_original
 
-    heat, _ = explainer.heatmap(array, method=method, target=target)
-    full, box = to_original(heat, shown.width, shown.height, crop_fraction)
-    return overlay(shown, full, box)
-
-
-def classify_image(predictor, explainer, name: str, image: Image.Image, top_k: int = 5, method: str = "gradcam",
-                   max_side: int = 512) -> Classified:
-    """Top-k of a decoded image (the run's preprocessing and TTA) and the heat map of the predicted class."""
-    from imgclf.data.images import to_mode
-
     start = time.perf_counter()
-    array = predictor.preprocess(image)
-    probs = predictor.predict_arrays(array[None])[0]
-    result = predictor.result(name, probs, top_k)
+    result = predictor.result(name, predictor.predict_arrays(np.ascontiguousarray(array)[None])[0], top_k)
     predicted = time.perf_counter()
-    shown = to_mode(display_copy(image, max_side), 3)
     cam = None
     if explainer is not None:
-        target = predictor.classes.index(result["label"])
-        cam = _explain(explainer, array, shown, target, method, predictor.spec.crop_fraction)
+        heat, _ = explainer.heatmap(array, method=method, target=predictor.classes.index(result["label"]))
+        full, box = to_original(heat, shown.width, shown.height, crop_fraction)
+        cam = overlay(shown, full, box)
     return Classified(name, result["top_k"], shown, cam, None, predicted - start, time.perf_counter() - predicted)
 
 
 def classify_upload(predictor, explainer, name: str, data: bytes, top_k: int = 5, method: str = "gradcam",
-                    max_bytes: int = MAX_UPLOAD_BYTES) -> Classified:
-    """An uploaded file, checked (bytes, pixels, decodable) before anything else; a bad file returns ``error``."""
-    from imgclf.data.images import ImageError
+                    max_bytes: int = MAX_UPLOAD_BYTES, max_side: int = 512) -> Classified:
+    """An uploaded file, checked (bytes, pixels, decodable) before anything else; a bad file returns ``error``.
+
+    The model gets exactly what ``imgclf predict`` gives it for the same bytes; the page shows a copy of at most
+    ``max_side`` pixels (JPEGs decoded at reduced scale for it).
+    """
+    from imgclf.data.images import ImageError, to_mode
 
     start = time.perf_counter()
     try:
-        image = check_upload(name, data, predictor.spec.max_pixels, max_bytes)
+        image = check_upload(name, data, predictor.spec.max_pixels, max_bytes, draft_size=max_side)
+        array = predictor.preprocess(bytes(data), name=name)
     except ImageError as exc:
         return Classified(name, error=str(exc))
-    out = classify_image(predictor, explainer, name, image, top_k, method)
-    out.predict_seconds = time.perf_counter() - start - out.explain_seconds  # with the upload's check and decode
+    shown = to_mode(display_copy(image, max_side), 3)
+    decoded = time.perf_counter() - start
+    out = _classify(predictor, explainer, name, array, shown, predictor.spec.crop_fraction, top_k, method)
+    out.predict_seconds += decoded
     return out
 
 
@@ -86,12 +84,5 @@ def classify_array(predictor, explainer, name: str, array: np.ndarray, top_k: in
     """A test image already at the model's size (uint8 (C, H, W)): shown enlarged, no resizing for the model."""
     from imgclf.data.images import to_mode
 
-    start = time.perf_counter()
-    probs = predictor.predict_arrays(np.ascontiguousarray(array)[None])[0]
-    result = predictor.result(name, probs, top_k)
-    predicted = time.perf_counter()
     shown = to_mode(Image.fromarray(to_display(array, min_side=192)), 3)
-    cam = None
-    if explainer is not None:
-        cam = _explain(explainer, array, shown, predictor.classes.index(result["label"]), method, 1.0)
-    return Classified(name, result["top_k"], shown, cam, None, predicted - start, time.perf_counter() - predicted)
+    return _classify(predictor, explainer, name, array, shown, 1.0, top_k, method)

@@ -125,7 +125,8 @@ def overview(info: dict, cfg: dict) -> list[dict]:
               f"mixup {cfg.get('mixup')}, cutmix {cfg.get('cutmix')}, TTA {cfg.get('tta')}"
     seconds = info.get("train_seconds")
     rows = [
-        ("data", "dataset", f"{cfg.get('dataset')}" + (f" ({ds['source']})" if ds.get("source") else "")),
+        ("data", "dataset", f"{cfg.get('dataset')}" + (f" ({ds['source']})" if ds.get("source") and
+                                                       ds["source"] not in str(cfg.get("dataset")) else "")),
         ("data", "classes", shown + (f" [grouped by {cfg['classes']}]" if cfg.get("classes") else "")),
         ("data", "images train / val / test", f"{ds.get('n_train')} / {ds.get('n_val')} / {ds.get('n_test')}"),
         ("data", "image size", f"{ds.get('image_size')} px, {ds.get('channels')} channel(s)"),
@@ -340,8 +341,10 @@ def cell_indices(labels: np.ndarray, probs: np.ndarray, true_index: int, pred_in
 
 # classifier -----------------------------------------------------------------------------------------------------------
 
-def check_upload(name: str, data: bytes, max_pixels: int, max_bytes: int = MAX_UPLOAD_BYTES):
-    """Decode an uploaded file after checking its size; returns the PIL image (EXIF-rotated).
+def check_upload(name: str, data: bytes, max_pixels: int, max_bytes: int = MAX_UPLOAD_BYTES,
+                 draft_size: int | None = None):
+    """Decode an uploaded file after checking its size; returns the PIL image (EXIF-rotated; a JPEG decoded at a
+    reduced scale whose shortest side stays >= ``draft_size`` when given).
 
     Raises:
         ImageError: one line naming the file: too many bytes or pixels, empty, not an image, truncated.
@@ -350,7 +353,7 @@ def check_upload(name: str, data: bytes, max_pixels: int, max_bytes: int = MAX_U
 
     if len(data) > max_bytes:
         raise ImageError(f"{name}: file too large ({len(data):,} bytes > limit {max_bytes:,})")
-    return open_image(bytes(data), max_pixels=min(max_pixels, MAX_UPLOAD_PIXELS), name=name)
+    return open_image(bytes(data), max_pixels=min(max_pixels, MAX_UPLOAD_PIXELS), draft_size=draft_size, name=name)
 
 
 def display_copy(image, max_side: int = 512):
