@@ -281,8 +281,8 @@ def test_dashboard_command_is_headless_without_usage_stats_and_limits_uploads(tm
     from imgclf.cli_dashboard import streamlit_command
 
     cmd = streamlit_command(tmp_path, port=8600, host="127.0.0.1", threads=2)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
-    flags = dict(zip(cmd[5:cmd.index("--"):2], cmd[6:cmd.index("--"):2], strict=True))
+    assert cmd[1:3] == ["-m", "imgclf.dashboard.launch"] and cmd[3].endswith("dashboard/app.py")
+    flags = dict(zip(cmd[4:cmd.index("--"):2], cmd[5:cmd.index("--"):2], strict=True))
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert flags["--server.port"] == "8600" and flags["--server.address"] == "127.0.0.1"
     assert int(flags["--server.maxUploadSize"]) == dd.MAX_UPLOAD_BYTES // 1_000_000
@@ -317,3 +317,11 @@ def test_cli_help_does_not_import_streamlit():
                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert out.returncode == 0, out.stderr[-500:]
     assert "dashboard" in out.stdout
+
+
+def test_launcher_reads_the_thread_count_meant_for_the_app():
+    from imgclf.dashboard.launch import _threads
+
+    assert _threads(["app.py", "--server.port", "9", "--", "--runs", "r", "--threads", "3"]) == 3
+    assert _threads(["app.py", "--threads", "5"]) == 1  # before "--" it would be a Streamlit option
+    assert _threads(["app.py", "--", "--threads", "x"]) == 1

@@ -4,9 +4,10 @@
     imgclf dashboard runs/ --port 8600          # every run in runs/, chosen in the sidebar
     imgclf dashboard runs/c10 --host 0.0.0.0    # reachable from other machines (no authentication!)
 
-After checking the arguments it becomes ``python -m streamlit run imgclf/dashboard/app.py`` (``exec`` on POSIX, a
-child process elsewhere): headless, no usage statistics, uploads limited in size. Streamlit is imported only
-there, so ``imgclf --help`` stays fast.
+After checking the arguments it becomes ``streamlit run imgclf/dashboard/app.py`` (through
+``imgclf.dashboard.launch``, which warms up torch meanwhile; ``exec`` on POSIX, a child process elsewhere):
+headless, no usage statistics, uploads limited in size. Streamlit is imported only there, so ``imgclf --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def streamlit_command(runs: str | Path, port: int = 8501, host: str = "127.0.0.1
     from imgclf.dashboard.data import MAX_UPLOAD_BYTES
 
     upload_mb = max_upload_mb or max(1, MAX_UPLOAD_BYTES // 1_000_000)
-    return [sys.executable, "-m", "streamlit", "run", str(APP),
+    return [sys.executable, "-m", "imgclf.dashboard.launch", str(APP),  # `streamlit run`, slow imports warmed up
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.address", host, "--server.port", str(port), "--server.maxUploadSize", str(upload_mb),
             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",

@@ -19,8 +19,7 @@ def metrics_row(run: loaders.Run) -> None:
                    help=f"mean ± std over {run.group.get('seeds')} seeds" if std else "on the test split")
 
 
-def what_it_is(run: loaders.Run) -> None:
-    st.markdown(dd.markdown_table(dd.overview(run.info, run.config), ["section", "item", "value"]))
+def model_details(run: loaders.Run) -> None:
     try:
         m = loaders.model_summary(str(run.member), loaders.stamp(run.member / "model.pt"))
     except Exception as exc:  # a missing or unreadable model.pt: the rest of the page still stands
@@ -46,8 +45,11 @@ def render() -> None:
     st.subheader("Business question")
     ui.markdown_editor(run.path / dd.SUMMARY_FILE, dd.DEFAULT_SUMMARY, "summary", "business question")
     st.subheader("What this run is")
-    what_it_is(run)
+    st.markdown(dd.markdown_table(dd.overview(run.info, run.config), ["section", "item", "value"]))
+    details = st.empty()  # filled last: it loads the model (torch), the rest of the page does not wait for it
     recipe(run)
+    with details.container():
+        model_details(run)
 
 
 render()
