@@ -287,6 +287,8 @@ def test_dashboard_command_is_headless_without_usage_stats_and_limits_uploads(tm
     assert flags["--server.port"] == "8600" and flags["--server.address"] == "127.0.0.1"
     assert int(flags["--server.maxUploadSize"]) == dd.MAX_UPLOAD_BYTES // 1_000_000
     assert cmd[cmd.index("--") + 1 :] == ["--runs", str(tmp_path.resolve()), "--threads", "2"]
+    cmd = streamlit_command(tmp_path, data_dir="data")
+    assert cmd[-2:] == ["--data-dir", str(Path("data").resolve())]
 
 
 def test_dashboard_command_rejects_a_missing_run_a_busy_port_and_missing_streamlit(tmp_path, capsys, monkeypatch,

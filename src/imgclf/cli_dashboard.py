@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -26,7 +26,7 @@ from imgclf.errors import ImgclfError
 
 
 def streamlit_command(runs: str | Path, port: int = 8501, host: str = "127.0.0.1", threads: int = 1,
-                      max_upload_mb: int | None = None) -> list[str]:
+                      max_upload_mb: int | None = None, data_dir: str | None = None) -> list[str]:
     """The command line that serves the dashboard of ``runs`` (a run folder or a folder of runs)."""
     from imgclf.dashboard import APP
     from imgclf.dashboard.data import MAX_UPLOAD_BYTES
@@ -36,7 +36,8 @@ def streamlit_command(runs: str | Path, port: int = 8501, host: str = "127.0.0.1
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.address", host, "--server.port", str(port), "--server.maxUploadSize", str(upload_mb),
             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
-            "--", "--runs", str(Path(runs).resolve()), "--threads", str(threads)]
+            "--", "--runs", str(Path(runs).resolve()), "--threads", str(threads)] + \
+        (["--data-dir", str(Path(data_dir).resolve())] if data_dir else [])
 
 
 def _check_port(host: str, port: int) -> None:
@@ -53,6 +54,8 @@ def dashboard(runs: Annotated[str, typer.Argument(help="run folder, or a folder 
               host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")]
               = "127.0.0.1",
               threads: Annotated[int, typer.Option(help="torch CPU threads of the dashboard process", min=1)] = 1,
+              data_dir: Annotated[Optional[str], typer.Option(help="where the dataset files are (default: where "
+                                                                   "each run says)")] = None,
               ) -> None:
     """Interactive dashboard: project summary, data, model performance, an image classifier, findings."""
     from imgclf.dashboard.data import discover_runs
@@ -61,9 +64,11 @@ def dashboard(runs: Annotated[str, typer.Argument(help="run folder, or a folder 
     missing = [m for m in ("streamlit", "plotly") if importlib.util.find_spec(m) is None]
     if missing:
         raise ImgclfError(f"the dashboard needs {' and '.join(missing)}: pip install 'imgclf[dashboard]'")
+    if data_dir and not Path(data_dir).is_dir():
+        raise ImgclfError(f"--data-dir {data_dir}: folder not found")
     _check_port(host, port)
     print(f"imgclf dashboard of {len(found)} run(s) at http://{host}:{port}  (Ctrl+C to stop)", flush=True)
-    command = streamlit_command(runs, port, host, threads)
+    command = streamlit_command(runs, port, host, threads, data_dir=data_dir)
     if os.name == "posix":  # become Streamlit: signals (Ctrl+C, kill) reach it directly, no orphan is left behind
         sys.stdout.flush()
         os.execv(command[0], command)

@@ -25,16 +25,17 @@ RUNS_ENV = "IMGCLF_DASHBOARD_RUNS"  # the run folder (or folder of runs) when no
 
 
 def settings() -> dict[str, Any]:
-    """``{runs, threads}`` from the script arguments (``streamlit run app.py -- --runs PATH --threads N``) or the
-    environment (``IMGCLF_DASHBOARD_RUNS``, ``IMGCLF_DASHBOARD_THREADS``)."""
+    """``{runs, threads, data_dir}`` from the script arguments (``streamlit run app.py -- --runs PATH --threads N
+    --data-dir DIR``) or the environment (``IMGCLF_DASHBOARD_RUNS``, ``IMGCLF_DASHBOARD_THREADS``)."""
     args = sys.argv[1:]
-    runs = os.environ.get(RUNS_ENV)
-    threads = dd.env_threads()
-    if "--runs" in args and args.index("--runs") + 1 < len(args):
-        runs = args[args.index("--runs") + 1]
-    if "--threads" in args and args.index("--threads") + 1 < len(args):
-        threads = max(1, int(args[args.index("--threads") + 1]))
-    return {"runs": runs, "threads": threads}
+
+    def arg(flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
+
+    threads = arg("--threads")
+    return {"runs": arg("--runs") or os.environ.get(RUNS_ENV),
+            "threads": max(1, int(threads)) if threads and threads.isdigit() else dd.env_threads(),
+            "data_dir": arg("--data-dir")}
 
 
 def stamp(path: Path) -> float:
@@ -192,9 +193,9 @@ def _dataset(member: str, split_mtime: float, model_mtime: float) -> Data:
     run = load_run(member)
     cfg = run.config
     meta = _model_meta(member, model_mtime)
-    ds = load_dataset(cfg["dataset"], data_dir=cfg.get("data_dir"), image_size=cfg.get("image_size"),
-                      classes=cfg.get("classes"), max_pixels=cfg.get("max_pixels", 40_000_000),
-                      workers=cfg.get("workers") or 0, progress=False,
+    data_dir = settings()["data_dir"] or cfg.get("data_dir")  # --data-dir: the runs' own relative paths may not hold
+    ds = load_dataset(cfg["dataset"], data_dir=data_dir, image_size=cfg.get("image_size"), classes=cfg.get("classes"),
+                      max_pixels=cfg.get("max_pixels", 40_000_000), workers=cfg.get("workers") or 0, progress=False,
                       crop_fraction=meta.get("preprocess", {}).get("crop_fraction", 1.0),
                       resample=meta.get("preprocess", {}).get("resample", "bicubic"))
     splits = splits_from_ids(ds, read_json(Path(member) / "split.json"))

@@ -76,7 +76,8 @@ def quality(run: loaders.Run, data: loaders.Data) -> None:
 
 def fallback(run: loaders.Run, reason: str) -> None:
     """Without the dataset files: the distribution of the test split from the stored predictions."""
-    st.warning(f"The dataset could not be loaded, so only what the run files hold is shown: {reason}")
+    st.warning(f"The dataset could not be loaded, so only what the run files hold is shown: {reason}. If the files "
+               "moved, start the dashboard with `--data-dir DIR`.")
     pred = loaders.predictions(run)
     if pred is not None:
         st.subheader("Class distribution (test split, from the stored predictions)")
