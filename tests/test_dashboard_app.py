@@ -139,6 +139,18 @@ def test_business_question_and_notes_are_saved_in_the_run_folder(monkeypatch, ru
     assert "red is easy" in texts(at.markdown)
 
 
+def test_temperature_scaling_is_fitted_on_request_and_cached_in_the_run(monkeypatch, runs, tmp_path):
+    run = copy_run(runs["first"], tmp_path / "calib")
+    (run / "val_predictions.npz").unlink(missing_ok=True)
+    at = app(monkeypatch, run, "performance")
+    assert len(at.get("dataframe")) and "temperature scaling, T =" not in texts(at.dataframe)
+    next(b for b in at.button if b.label.startswith("Fit temperature scaling")).click().run()
+    assert not at.exception and (run / "val_predictions.npz").is_file()
+    assert "temperature scaling, T =" in texts(at.dataframe)
+    at.switch_page(PAGES["findings"]).run()
+    assert "fitted on validation" in texts(at.markdown)
+
+
 def test_several_runs_are_chosen_in_the_sidebar_and_compared(monkeypatch, runs):
     at = app(monkeypatch, runs["root"])
     select = at.sidebar.selectbox(key="run")

@@ -57,6 +57,17 @@ def test_discover_runs_takes_a_run_or_the_runs_in_a_folder_newest_first(tmp_path
     assert dd.discover_runs(group) == [group]
 
 
+def test_detail_member_is_the_best_finished_seed_or_the_first_while_none_finished(tmp_path):
+    group = tmp_path / "group"
+    for i, acc in enumerate((0.9, 0.5)):
+        _fake_run(group / f"seed-{i}", best_val_acc=acc)
+    (group / "group.json").write_text(json.dumps({"members": ["seed-0", "seed-1"]}))
+    assert dd.detail_member(group) == group / "seed-0"  # training: no model.pt yet
+    (group / "seed-1" / "model.pt").write_bytes(b"x")
+    assert dd.detail_member(group) == group / "seed-1"  # the only finished seed
+    assert dd.detail_member(group / "seed-0") == group / "seed-0"
+
+
 def test_discover_runs_errors_name_the_folder(tmp_path):
     with pytest.raises(ImgclfError, match="run folder not found: .*nope"):
         dd.discover_runs(tmp_path / "nope")

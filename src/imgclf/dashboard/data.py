@@ -70,10 +70,16 @@ def discover_runs(path: str | Path) -> list[Path]:
 
 
 def detail_member(run: Path) -> Path:
-    """The single-seed run whose details are shown: the run itself, or the best seed (by validation) of a group."""
-    from imgclf.runs import best_member, is_group
+    """The single-seed run whose details are shown: the run itself, or the best seed (by validation) of a group
+    (its first seed while none has finished)."""
+    from imgclf.runs import best_member, is_group, members
 
-    return best_member(run) if is_group(run) else run
+    if not is_group(run):
+        return run
+    try:
+        return best_member(run)
+    except ImgclfError:
+        return members(run)[0]
 
 
 def read_text(path: Path, default: str = "") -> str:
