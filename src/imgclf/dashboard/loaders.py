@@ -186,14 +186,14 @@ class Data:
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
-def _dataset(member: str, split_mtime: float, model_mtime: float) -> Data:
+def _dataset(member: str, split_mtime: float, model_mtime: float, data_dir: str | None) -> Data:
     from imgclf.data import load_dataset, splits_from_ids
     from imgclf.runs import read_json
 
     run = load_run(member)
     cfg = run.config
     meta = _model_meta(member, model_mtime)
-    data_dir = settings()["data_dir"] or cfg.get("data_dir")  # --data-dir: the runs' own relative paths may not hold
+    data_dir = data_dir or cfg.get("data_dir")  # --data-dir: the runs' own (maybe relative) paths may not hold
     ds = load_dataset(cfg["dataset"], data_dir=data_dir, image_size=cfg.get("image_size"), classes=cfg.get("classes"),
                       max_pixels=cfg.get("max_pixels", 40_000_000), workers=cfg.get("workers") or 0, progress=False,
                       crop_fraction=meta.get("preprocess", {}).get("crop_fraction", 1.0),
@@ -206,7 +206,8 @@ def _dataset(member: str, split_mtime: float, model_mtime: float) -> Data:
 
 def dataset(run: Run) -> Data:
     """The dataset of the run (cached across pages); ImgclfError when its files are not where the run says."""
-    return _dataset(str(run.member), stamp(run.member / "split.json"), stamp(run.member / "model.pt"))
+    return _dataset(str(run.member), stamp(run.member / "split.json"), stamp(run.member / "model.pt"),
+                    settings()["data_dir"])
 
 
 def try_dataset(run: Run) -> tuple[Data | None, str | None]:
@@ -220,7 +221,7 @@ def try_dataset(run: Run) -> tuple[Data | None, str | None]:
 @st.cache_data(show_spinner="Computing pixel statistics…", max_entries=8)
 def pixel_stats(member: str, split_mtime: float, model_mtime: float) -> dict[str, Any]:
     """Pixel statistics of the training split (at most 5000 images)."""
-    data = _dataset(member, split_mtime, model_mtime)
+    data = _dataset(member, split_mtime, model_mtime, settings()["data_dir"])
     train = data.pools["train"]
     return dd.pixel_stats(train.images, train.labels, data.classes)
 
@@ -228,7 +229,7 @@ def pixel_stats(member: str, split_mtime: float, model_mtime: float) -> dict[str
 @st.cache_data(show_spinner="Checking data quality…", max_entries=8)
 def quality(member: str, split_mtime: float, model_mtime: float) -> list[dict]:
     """``data.quality_counts`` of the run's splits."""
-    data = _dataset(member, split_mtime, model_mtime)
+    data = _dataset(member, split_mtime, model_mtime, settings()["data_dir"])
     return dd.quality_counts({k: p.images for k, p in data.pools.items()}, data.skipped)
 
 
