@@ -225,6 +225,9 @@ from imgclf.cli_deploy import export, predict, serve  # noqa: E402  (deployment 
 
 for _command in (predict, export, serve, cli_report.report, cli_report.explain, cli_report.compare):
     app.command()(_command)
+from imgclf.cli_dashboard import dashboard  # noqa: E402  (Streamlit is imported only by the child process)
+
+app.command()(dashboard)
 
 
 # entry point --------------------------------------------------------------------------------------------------------
