@@ -39,7 +39,7 @@ def _train(cwd: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "imgclf", "train", "--model", "cnn3", "--image-size", "16", "--threads", "1",
+    cmd = [sys.executable, "-m", "imgclf", "train", "--width", "0.25", "--image-size", "16", "--threads", "1",
            "--accelerator", "cpu", "--name", "ddp", "--runs-dir", "runs", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 
@@ -52,17 +52,18 @@ def _rows(run: Path) -> list[dict]:
 def test_two_processes_write_one_run_and_resume_with_one(tmp_path):
     data = make_folder_dataset(tmp_path / "data", per_class=16)
     scratch = Path(tempfile.mkdtemp(dir=tmp_path))
-    first = _train(tmp_path, scratch, "--dataset", f"folder:{data}", "--epochs", "1", "--devices", "2",
+    # resnet-fast freezes its whitening bias after the first epoch: DDP must cope with a parameter going idle
+    first = _train(tmp_path, scratch, "--dataset", f"folder:{data}", "--epochs", "3", "--devices", "2",
                    "--val-fraction", "0.25")
     assert first.returncode == 0, first.stderr[-2000:]
     run = tmp_path / "runs" / "ddp"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp"]  # one run folder, no "-2" twin
-    assert len(_rows(run)) == 1  # one row per epoch, not one per process
+    assert len(_rows(run)) == 3  # one row per epoch, not one per process
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert list(scratch.glob("imgclf-rank-*")) == []  # the other rank's scratch folder is gone
     assert first.stdout.count("test metrics") == 1  # rank 0 alone reports
 
-    again = _train(tmp_path, scratch, "--resume", str(run), "--epochs", "2", "--devices", "1")
+    again = _train(tmp_path, scratch, "--resume", str(run), "--epochs", "4", "--devices", "1")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert [r["epoch"] for r in _rows(run)] == ["0", "1"]
-    assert json.loads((run / "run.json").read_text())["epochs_done"] == 2
+    assert [r["epoch"] for r in _rows(run)] == ["0", "1", "2", "3"]
+    assert json.loads((run / "run.json").read_text())["epochs_done"] == 4

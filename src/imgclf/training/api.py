@@ -171,7 +171,11 @@ def build_trainer(hp: dict, run_dir: Path, n_train: int, steps_per_epoch: int):
 
         callbacks.append(RichProgressBar(leave=False))
     gpu = _accelerator(hp["accelerator"]) == "gpu"
-    strategy = "ddp" if hp["strategy"] == "auto" and hp["devices"] * hp["num_nodes"] > 1 else hp["strategy"]
+    strategy = hp["strategy"]
+    if strategy in ("auto", "ddp") and hp["devices"] * hp["num_nodes"] > 1:
+        # parameters are frozen and unfrozen during training (whitening bias, fine-tuning's head-first epochs),
+        # so DDP must expect parameters without gradients
+        strategy = "ddp_find_unused_parameters_true"
     return L.Trainer(max_epochs=hp["epochs"], accelerator="gpu" if gpu else "cpu", devices=hp["devices"],
                      num_nodes=hp["num_nodes"], strategy=strategy,
                      precision="bf16-mixed" if gpu else "32-true", logger=False, callbacks=callbacks,
