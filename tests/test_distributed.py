@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import make_folder_dataset
 from imgclf.training.distributed import is_writer, threads_per_process
@@ -54,11 +55,14 @@ def test_two_processes_write_one_run_and_resume_with_one(tmp_path):
     scratch = Path(tempfile.mkdtemp(dir=tmp_path))
     # resnet-fast freezes its whitening bias after the first epoch: DDP must cope with a parameter going idle
     first = _train(tmp_path, scratch, "--dataset", f"folder:{data}", "--epochs", "3", "--devices", "2",
-                   "--val-fraction", "0.25")
+                   "--val-fraction", "0.25", "--batch-size", "8")
     assert first.returncode == 0, first.stderr[-2000:]
     run = tmp_path / "runs" / "ddp"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp"]  # one run folder, no "-2" twin
     assert len(_rows(run)) == 3  # one row per epoch, not one per process
+    # the schedule counts each process's steps: one-cycle ends at 0.07 x the peak, not half-way
+    peak = yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"]
+    assert float(_rows(run)[-1]["lr"]) == pytest.approx(0.07 * peak, rel=0.05)
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert list(scratch.glob("imgclf-rank-*")) == []  # the other rank's scratch folder is gone
     assert first.stdout.count("test metrics") == 1  # rank 0 alone reports
@@ -67,3 +71,12 @@ def test_two_processes_write_one_run_and_resume_with_one(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert [r["epoch"] for r in _rows(run)] == ["0", "1", "2", "3"]
     assert json.loads((run / "run.json").read_text())["epochs_done"] == 4
+
+
+def test_ddp_learning_rate_follows_the_global_batch():
+    from imgclf.training.recipes import resolve
+
+    base = {"model": "resnet-fast", "batch_size": 256, "devices": 1, "num_nodes": 1}
+    single = resolve(dict(base), "cifar10", 4576, 32)
+    split = resolve({**base, "batch_size": 128, "devices": 2}, "cifar10", 4576, 32)
+    assert split["lr"] == pytest.approx(single["lr"])

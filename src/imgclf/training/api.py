@@ -238,7 +238,7 @@ def train_one(cfg: Config, ds: Dataset, run_dir: Path, seed: int, resume: bool =
             "run": run_dir.name}
     if _cached_probe(hp):
         return _train_linear_probe(hp, ds, splits, model, arch, meta, info, run_dir, seed, resume)
-    steps = datamodule.steps_per_epoch()
+    steps = datamodule.steps_per_epoch(hp["devices"] * hp["num_nodes"])  # per process: the schedule's clock
     weights = class_weights(splits.train.labels, len(ds.classes), hp["class_weight"])
     module = ClassifierModule(model, hp, weights, steps, len(ds.classes))
     trainer = build_trainer(hp, run_dir, len(splits.train), steps)
@@ -288,7 +288,7 @@ def _train_linear_probe(hp, ds, splits, model, arch, meta, info, run_dir, seed, 
     fsplits = features.feature_splits(feats, splits)
     head = features.head_of(model)
     datamodule = ImageDataModule(fsplits, hp["batch_size"], Augment(), seed)
-    steps = datamodule.steps_per_epoch()
+    steps = datamodule.steps_per_epoch(hp["devices"] * hp["num_nodes"])  # per process: the schedule's clock
     weights = class_weights(fsplits.train.labels, len(ds.classes), hp["class_weight"])
     module = ClassifierModule(head, {**hp, "transfer": "scratch"}, weights, steps, len(ds.classes))
     trainer = build_trainer(hp, run_dir, len(fsplits.train), steps)

@@ -84,7 +84,9 @@ def resolve(flat: dict[str, Any], family: str, n_train: int, image_size: int) ->
         for key, value in layer.items():
             if out.get(key) is None:
                 out[key] = value
-    for key, value in optim_recipe(out["model"], out["batch_size"]).items():
+    # DDP averages gradients over every process's batch: the learning rate follows the global batch
+    processes = int(out.get("devices") or 1) * int(out.get("num_nodes") or 1)
+    for key, value in optim_recipe(out["model"], out["batch_size"] * processes).items():
         if out.get(key) is None:
             out[key] = value
     if out.get("image_size") is None:
