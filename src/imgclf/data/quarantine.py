@@ -11,7 +11,6 @@ Moves are renames within one file system (modification times kept) and copy + de
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,12 +23,10 @@ from imgclf.errors import ImgclfError
 MANIFEST = "manifest.jsonl"
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def file_sha256(path: Path) -> str:
+    from imgclf.data.builtin import file_digest
+
+    return file_digest(path, "sha256")
 
 
 def _move(src: Path, dst: Path) -> None:
