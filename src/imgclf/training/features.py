@@ -4,14 +4,22 @@ The cache key covers the backbone, its weights, the preprocessing (input size, m
 exact images (split ids and a sample of their pixels), so any change computes the features afresh. With flips
 enabled, a mirrored view of every image is cached too: training uses both views, and test predictions average
 them (flip TTA).
+
+On a CPU the frozen backbone runs in onnxruntime when it is installed (exported once per call of `split_features`):
+depthwise-convolution backbones such as EfficientNet-Lite0 extract about 2.5x faster there than in eager torch on
+2 cores; the features agree with torch's to about 1e-5. ``IMGCLF_FEATURES=torch`` keeps torch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,19 +49,75 @@ def cache_key(model: ImageClassifier, hp: dict, splits: Splits, views: int) -> s
     return h.hexdigest()[:20]
 
 
-@torch.inference_mode()
-def extract(model: ImageClassifier, images: np.ndarray, batch_size: int = 64, flip: bool = False,
-            label: str = "features", progress: bool = False) -> np.ndarray:
-    """Pooled pre-logit features (N, D) of uint8 images through a timm backbone in eval mode."""
-    net = model.net
+Runner = Callable[[np.ndarray], np.ndarray]  # uint8 (N, C, H, W) -> float32 (N, D)
+
+
+class _Features(nn.Module):
+    """Pixels in, pooled pre-logit features out: what gets exported to onnxruntime."""
+
+    def __init__(self, model: ImageClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.model.net
+        return net.forward_head(net.forward_features(self.model.normalize(x)), pre_logits=True)
+
+
+def torch_runner(model: ImageClassifier) -> Runner:
+    features = _Features(model).eval()
+
+    @torch.inference_mode()
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(model.mean.device)
+        return features(x).float().cpu().numpy()
+
+    return run
+
+
+def onnx_runner(model: ImageClassifier, shape: tuple[int, ...]) -> Runner | None:
+    """The frozen backbone in an onnxruntime session for uint8 images of ``shape`` (C, H, W), or None when
+    onnxruntime is missing or the backbone does not export."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape checks, frozen at this input size
+            torch.onnx.export(_Features(model).eval(), (torch.zeros((2, *shape), dtype=torch.uint8),), buffer,
+                              input_names=["pixels"], output_names=["features"],
+                              dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}}, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - any export or load failure: eager torch computes the same features
+        return None
+    return lambda batch: session.run(None, {"pixels": np.ascontiguousarray(batch)})[0]
+
+
+def runner_for(model: ImageClassifier, images: np.ndarray) -> Runner:
+    """For uint8 ``images`` like these: onnxruntime on a CPU (unless ``IMGCLF_FEATURES=torch``), else eager torch."""
     model.eval()
+    usable = images.dtype == np.uint8 and model.mean.device.type == "cpu"
+    fast = onnx_runner(model, tuple(images.shape[1:])) if usable and os.environ.get("IMGCLF_FEATURES") != "torch" \
+        else None
+    return fast or torch_runner(model)
+
+
+def extract(model: ImageClassifier, images: np.ndarray, batch_size: int = 64, flip: bool = False,
+            label: str = "features", progress: bool = False, runner: Runner | None = None) -> np.ndarray:
+    """Pooled pre-logit features (N, D) of uint8 images through a timm backbone in eval mode."""
+    run = runner or runner_for(model, images)
     out, start = [], time.perf_counter()
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))
+        x = images[i : i + batch_size]
         if flip:
-            x = x.flip(-1)
-        feats = net.forward_head(net.forward_features(model.normalize(x)), pre_logits=True)
-        out.append(feats.float().numpy())
+            x = x[..., ::-1]
+        out.append(np.asarray(run(np.ascontiguousarray(x)), dtype=np.float32))
         if progress and sys.stdout.isatty():
             done = min(i + batch_size, len(images))
             print(f"\r{label}: {done}/{len(images)} images, {done / (time.perf_counter() - start):.0f} images/s",
@@ -79,13 +143,16 @@ def split_features(model: ImageClassifier, hp: dict, splits: Splits, run_dir: Pa
         with np.load(disk) as f:
             feats = {k: f[k] for k in f.files}
     else:
-        feats = {}
+        feats, runners = {}, {}
         for name, pool in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
             if pool is None:
                 continue
+            shape = (pool.images.shape[1:], pool.images.dtype)
+            if shape not in runners:
+                runners[shape] = runner_for(model, pool.images)
             for v in range(views):
                 feats[f"{name}/{v}"] = extract(model, pool.images, flip=v == 1, label=f"{name} features",
-                                               progress=progress)
+                                               progress=progress, runner=runners[shape])
         if hp.get("feature_cache") == "disk":
             np.savez(disk, **feats)
     if hp.get("feature_cache") in ("auto", "memory", "disk"):
