@@ -3,7 +3,7 @@
 On 2 cores DDP cannot be faster; the gate is correctness: test accuracy within 0.5 point, every training sample
 seen once per epoch across the processes. Runs `imgclf train` as subprocesses (DDP re-launches the command).
 
-    python benchmarks/ddp_cpu.py [--epochs 10] [--seeds 1]
+    python benchmarks/ddp_cpu.py [--epochs 10] [--seeds 3] [--first-seed 0]
 """
 
 import csv
@@ -36,12 +36,15 @@ def run(devices: int, seed: int, epochs: int, data: str, runs: Path) -> dict:
 
 
 if __name__ == "__main__":
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    args = p.parse_args()
     data = str(args.data / "cifar-10-mini")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for devices in (1, 2):
-            res = [run(devices, s, args.epochs or 10, data, Path(tmp) / f"runs{devices}") for s in range(args.seeds)]
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            res = [run(devices, s, args.epochs or 10, data, Path(tmp) / f"runs{devices}") for s in seeds]
             out[f"{devices}_process"] = {"accuracy": mean_std([r["accuracy"] for r in res]),
                                          "wall_seconds": mean_std([r["wall"] for r in res]),
                                          "train_images_per_s": mean_std([r["images_per_s"] for r in res]),

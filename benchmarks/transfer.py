@@ -4,7 +4,7 @@
   (the fine-tune recipe at 192 px, trained on all 5085 training images: no validation hold-out, nothing is selected
   on validation; measured on one seed: 90.7 % at 160 px with the 10 % hold-out, 91.4 % at 192 px without it,
   90.9 % at 224 px for 6 epochs in 18 min);
-* the photo set (../shared/data/scenes-mini): linear probe, buildings vs forest;
+* the photo set (../shared/data/scenes-mini): buildings vs forest, linear probe (224 px) and fine-tune (160 px);
 * frozen-feature extraction throughput at 224x224 from JPEG files, decoding included (cold cache).
 
     python benchmarks/transfer.py [--only probe|finetune|photos|extract] [--seeds 3]
@@ -69,8 +69,11 @@ if __name__ == "__main__":
                                                        classes="vehicles-vs-animals", transfer="linear-probe",
                                                        **base, **extra)
     if args.only in (None, "photos"):
-        out["photos_linear_probe"] = run_seeds("photos", args.seeds, dataset=f"folder:{args.data / 'scenes-mini'}",
-                                               transfer="linear-probe", **base, **extra)
+        photos = f"folder:{args.data / 'scenes-mini'}"
+        out["photos_linear_probe"] = run_seeds("photos", args.seeds, dataset=photos, transfer="linear-probe",
+                                               **base, **extra)
+        out["photos_fine_tune"] = run_seeds("photos-ft", args.seeds, dataset=photos, transfer="fine-tune",
+                                            image_size=160, **base, **extra)
     if args.only in (None, "finetune"):
         out["cifar_fine_tune"] = run_seeds("ft", args.seeds, dataset="cifar10", data_dir=cifar, transfer="fine-tune",
                                            image_size=args.finetune_size, val_fraction=0.0, **base, **extra)
